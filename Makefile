@@ -1,0 +1,40 @@
+# i2v: two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export XDG_RUNTIME_DIR ?= /tmp/i2v-runtime-$(shell id -u)
+
+.PHONY: install demo test serve lint format bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[local,mcp,dev]"
+	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install i2v with every extra
+
+demo: install  ## start the local stack, make videos of examples/ through the HTTP API, download them
+	$(PY) -m client demo
+
+test: install lint  ## lint, type-check and run the whole test suite
+	$(PY) -m pytest -q
+
+serve: install  ## run the local stack in the foreground on :8000
+	$(PY) -m client serve
+
+lint: install  ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install  ## run the benchmarks; JSON results go to bench/results/
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .i2v downloads .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,5 @@
+"""python -m client: the i2v command."""
+
+from client.cli import main
+
+main()

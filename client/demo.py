@@ -1,0 +1,129 @@
+"""``make demo``: the main job end to end on the embedded stack, driven through the public HTTP API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from client.api import ApiError, I2VClient
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DEMO_USER = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
+PROMPTS = [
+    "slow zoom in on the horizon",
+    "pan right across the scene",
+    "orbit around the subject, fade in",
+    "pull back to reveal everything",
+]
+console = Console()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _i2v(*args: str) -> str:
+    """Run an ``i2v`` subcommand of this installation and return its stdout."""
+    out = subprocess.run([sys.executable, "-m", "client", *args], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def _start_server(port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "client", "serve", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LOCAL_ENGINE": "true"})
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited early; see {log_path}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/functions/v1/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError(f"the server did not become healthy; see {log_path}")
+
+
+def _make_one(api: I2VClient, image: Path, prompt: str, duration: int, out: Path) -> dict[str, Any]:
+    row: dict[str, Any] = {"image": image.name, "prompt": prompt}
+    started = time.monotonic()
+    try:
+        image_url = api.upload_image(image)
+        body = {"model_id": "local-motion", "prompt": prompt, "image_url": image_url,
+                "settings": {"resolution": "480p", "aspect_ratio": "16:9", "duration": duration}}
+        created = api.generate(body, idempotency_key=f"demo-{uuid.uuid4()}")
+        row.update(job_id=created["job_id"], credits=created["credits_used"])
+        job = api.wait(created["job_id"], timeout=300)
+        row["status"] = job["status"]
+        if job["status"] == "completed":
+            stem = out / created["job_id"]
+            api.download(job["video_url"], stem.with_suffix(".mp4"))
+            api.download(job["thumbnail_url"], stem.with_suffix(".jpg"))
+            row["file"] = str(stem.with_suffix(".mp4"))
+            row["size"] = stem.with_suffix(".mp4").stat().st_size
+        else:
+            row["error"] = job.get("error_message")
+    except (ApiError, httpx.HTTPError, OSError) as exc:
+        row.update(status="error", error=str(exc))
+    row["seconds"] = round(time.monotonic() - started, 1)
+    return row
+
+
+def run_demo(*, output_dir: str = "downloads", duration: int = 3) -> int:
+    """Run the demo; return the process exit code (non-zero when any video failed)."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = sorted(p for p in EXAMPLES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    if not images:
+        console.print("[red]no sample images in examples/[/red]")
+        return 1
+    port = _free_port()
+    console.print(f"starting the local stack on port {port} (embedded Postgres, local storage, local engine)")
+    server = _start_server(port, out / "server.log")
+    try:
+        token = _i2v("dev-token", "--user", str(DEMO_USER), "--expires-in", "3600")
+        needed = duration * len(images)
+        _i2v("credits", "grant", str(DEMO_USER), str(needed), "--reason", "demo credits")
+        with I2VClient(f"http://127.0.0.1:{port}", token) as api:
+            with ThreadPoolExecutor(max_workers=len(images)) as pool:
+                rows = list(pool.map(lambda pair: _make_one(api, pair[0], pair[1], duration, out),
+                                     zip(images, PROMPTS * len(images), strict=False)))
+            balance = api.credits()["balance"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    _print_table(rows, balance)
+    failed = [r for r in rows if r.get("status") != "completed"]
+    return 1 if failed else 0
+
+
+def _print_table(rows: list[dict[str, Any]], balance: int) -> None:
+    table = Table(title="i2v demo: local-motion videos")
+    for column in ("image", "prompt", "status", "credits", "seconds", "file / error"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["image"], row["prompt"], row.get("status", "?"), str(row.get("credits", "-")),
+                      str(row["seconds"]), str(row.get("file") or row.get("error", "")))
+    console.print(table)
+    console.print(f"credit balance after the demo: {balance}")

@@ -1,0 +1,29 @@
+"""Embedded PostgreSQL from the ``pgserver`` wheel: a real server in a data directory, no install needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pgserver
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server kept in ``data_dir``, reached over its unix socket."""
+
+    def __init__(self, data_dir: Path, *, cleanup: str | None = "stop") -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._server: Any = pgserver.get_server(str(data_dir.resolve()), cleanup_mode=cleanup)
+
+    @property
+    def url(self) -> str:
+        """A libpq URL for the ``postgres`` database."""
+        return str(self._server.get_uri())
+
+    def url_for(self, database: str) -> str:
+        """A libpq URL for another database on the same server."""
+        return str(self._server.get_uri(database))
+
+    def stop(self) -> None:
+        """Stop the server (pgserver keeps it running while other processes still use it)."""
+        self._server.cleanup()

@@ -1,0 +1,169 @@
+"""The local stack: every function on one HTTP server, embedded Postgres, local storage, the local engine."""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import threading
+import time
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import FileResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from functions import (
+    create_upload_url,
+    generate_video,
+    get_credits,
+    get_video_status,
+    health,
+    list_models,
+)
+from shared import db as dbmod
+from shared import errors, storage, uploads
+from shared.migrations import migrate, sync_models
+from shared.providers.local import get_local_engine
+from shared.settings import Settings, get_settings
+from shared.web import make_app
+
+log = logging.getLogger("i2v.server")
+
+FUNCTION_ROUTERS: list[APIRouter] = [
+    generate_video.router,
+    get_video_status.router,
+    list_models.router,
+    get_credits.router,
+    create_upload_url.router,
+    health.router,
+]
+
+
+def media_router() -> APIRouter:
+    """Routes that serve local storage: signed GETs of media and signed PUTs of uploads."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/media/{key:path}")
+    def get_media(key: str, exp: Annotated[str, Query()] = "", sig: Annotated[str, Query()] = "") -> Response:
+        local = _local_storage()
+        local.check_signature("GET", key, exp, sig)
+        info = local.info(key)
+        if info is None:
+            raise errors.NotFound("No such object.")
+        return FileResponse(local.path(key), media_type=info.content_type or "application/octet-stream")
+
+    @router.put("/storage/v1/upload/{key:path}")
+    async def put_upload(key: str, request: Request, exp: str = "", size: str = "", sig: str = "") -> Response:
+        local = _local_storage()
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and size.isdigit() and int(declared) > int(size):
+            raise errors.PayloadTooLarge(f"This upload URL accepts {size} bytes.")
+        body = await request.body()
+        await run_in_threadpool(uploads.receive_local_upload, local, key, io.BytesIO(body),
+                                content_type=content_type, expires=exp, size=size, sig=sig)
+        return Response(status_code=200)
+
+    return router
+
+
+def _local_storage() -> storage.LocalStorage:
+    current = storage.get_storage()
+    if not isinstance(current, storage.LocalStorage):
+        raise errors.NotFound("Local storage is not in use.")
+    return current
+
+
+def create_app() -> FastAPI:
+    """The app serving every function under /functions/v1/<name>, plus local media."""
+    return make_app(*FUNCTION_ROUTERS, media_router(), title="i2v")
+
+
+class LocalStack:
+    """Database (embedded unless DATABASE_URL), migrations, storage, engine workers and the HTTP server."""
+
+    def __init__(self, settings: Settings | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.settings = settings or get_settings()
+        self.host = host
+        self.port = port or free_port(host)
+        self.base_url = f"http://{host}:{self.port}"
+        self.embedded: Any = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def prepare(self) -> None:
+        """Start (or connect to) Postgres, apply migrations, configure storage and start the engine."""
+        url = self.settings.database_url
+        if not url:
+            from infra.postgres import EmbeddedPostgres
+
+            self.embedded = EmbeddedPostgres(self.settings.home / "pgdata")
+            url = self.embedded.url
+        database = dbmod.configure(url, max_size=self.settings.db_pool_size,
+                                   statement_timeout_ms=self.settings.db_statement_timeout_ms)
+        applied = migrate(database)
+        if applied:
+            log.info("migrations applied: %s", ", ".join(applied))
+        sync_models(database)
+        storage.configure(self.base_url, self.settings)
+        if self.settings.local_engine:
+            get_local_engine().start(self.settings.local_engine_workers)
+        threading.Thread(target=self._housekeeping, name="i2v-housekeeping", daemon=True).start()
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(600):
+            try:
+                dbmod.get_db().call("purge_idempotency_keys")
+            except errors.I2VError as exc:
+                log.warning("housekeeping failed: %s", exc.message)
+
+    def serve(self) -> None:
+        """Serve in the foreground until interrupted."""
+        self.prepare()
+        log.info("i2v serving at %s/functions/v1/", self.base_url)
+        try:
+            uvicorn.run(create_app(), host=self.host, port=self.port, log_level="warning")
+        finally:
+            self.shutdown()
+
+    def start_background(self) -> str:
+        """Serve on a background thread (tests, the demo); return the base URL once it answers."""
+        self.prepare()
+        config = uvicorn.Config(create_app(), host=self.host, port=self.port, log_level="warning",
+                                lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="i2v-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the HTTP server did not start")
+            time.sleep(0.02)
+        return self.base_url
+
+    def shutdown(self) -> None:
+        """Stop the HTTP server, the engine, the pool and the embedded database."""
+        self._stop.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        get_local_engine().stop()
+        try:
+            dbmod.get_db().close()
+        except errors.I2VError:
+            pass
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+

@@ -1,0 +1,22 @@
+"""Credit balances and grants: reads and writes go through the ledger procedures."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from shared.auth import User
+from shared.db import get_db
+from shared.models import Credits
+from shared.settings import get_settings
+
+
+def summary(user: User, limit: int = 50) -> Credits:
+    """The balance and the newest ledger entries (creates the account on first use)."""
+    data = get_db().call("get_credits", user=user.id, signup_credits=get_settings().signup_credits, limit=limit)
+    return Credits.model_validate(data)
+
+
+def grant(user_id: UUID, amount: int, reason: str | None = None, ref: str | None = None) -> int:
+    """Append a grant (or, negative, a correction) to the ledger; return the new balance."""
+    balance: int = get_db().call("grant_credits", user=user_id, amount=amount, reason=reason, ref=ref)
+    return balance

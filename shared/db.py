@@ -1,0 +1,162 @@
+"""Postgres access: one connection pool, one ``call()`` per stored procedure, SQLSTATE -> error mapping.
+
+The only module that imports psycopg. Every statement is a single procedure call in autocommit mode, so each
+call is one round trip and one transaction, and it works through a transaction-mode pooler (no session state,
+no server-side prepared statements).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from shared import errors
+from shared.settings import get_settings
+
+_SQLSTATE_ERRORS: dict[str, type[errors.I2VError]] = {
+    "I2V01": errors.JobNotFound,
+    "I2V02": errors.InsufficientCredits,
+    "I2V03": errors.InvalidTransition,
+    "I2V04": errors.BadRequest,
+}
+
+
+class Database:
+    """A pool of connections to one database, and the procedure-call API over it."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, statement_timeout_ms: int = 0) -> None:
+        kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
+        if statement_timeout_ms > 0:
+            kwargs["options"] = f"-c statement_timeout={statement_timeout_ms}"
+        self.url = url
+        self.round_trips = 0
+        self._lock = threading.Lock()
+        self.pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, kwargs=kwargs, open=True, check=ConnectionPool.check_connection,
+            name="i2v",
+        )
+
+    def close(self) -> None:
+        """Close every connection."""
+        self.pool.close()
+
+    def call(self, function: str, **params: Any) -> Any:
+        """Call one stored function with named parameters (``p_`` is prefixed) and return its scalar result."""
+        rows = self._execute(_call_sql(function, params), _bind(params))
+        return rows[0][0] if rows else None
+
+    def call_rows(self, function: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Call a set-returning stored function and return all of its rows."""
+        query = sql.SQL("select * from {}").format(_call_sql(function, params, select=False))
+        return self._execute(query, _bind(params))
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            return self._execute(sql.SQL("select 1"), {}) == [(1,)]
+        except errors.I2VError:
+            return False
+
+    def execute_script(self, script: str) -> None:
+        """Run a multi-statement SQL script in one transaction (migrations only)."""
+        with self._connection() as conn, conn.transaction():
+            conn.execute(script.encode())  # bytes: simple query protocol, so several statements may be sent
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A transaction for the few multi-statement operations (migrations)."""
+        with self._connection() as conn, conn.transaction():
+            yield Transaction(conn)
+
+    def _execute(self, query: sql.Composable, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            self.round_trips += 1
+        with self._connection() as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self.pool.connection(timeout=10) as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+        except TimeoutError as exc:  # psycopg_pool.PoolTimeout subclasses it
+            raise errors.ServiceUnavailable("The database is not reachable.") from exc
+
+
+_default: Database | None = None
+_default_lock = threading.Lock()
+
+
+def configure(url: str, **kwargs: Any) -> Database:
+    """Make ``url`` the process-wide database (the local server and tests call this)."""
+    global _default
+    with _default_lock:
+        if _default is not None:
+            _default.close()
+        _default = Database(url, **kwargs)
+        return _default
+
+
+def get_db() -> Database:
+    """The process-wide database, created from DATABASE_URL on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            settings = get_settings()
+            if not settings.database_url:
+                raise errors.ServiceUnavailable("DATABASE_URL is not set.")
+            _default = Database(
+                settings.database_url, max_size=settings.db_pool_size,
+                statement_timeout_ms=settings.db_statement_timeout_ms,
+            )
+        return _default
+
+
+class Transaction:
+    """Plain statements inside one transaction; used by the migration runner only."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one parameterised statement and return its rows."""
+        cur = self._conn.execute(statement.encode(), params or None)
+        return cur.fetchall() if cur.description else []
+
+    def script(self, script: str) -> None:
+        """Run a multi-statement script."""
+        self._conn.execute(script.encode())
+
+
+def _call_sql(function: str, params: dict[str, Any], *, select: bool = True) -> sql.Composed:
+    args = sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(f"p_{name}"), sql.Placeholder(name)) for name in params
+    )
+    call = sql.SQL("{}({})").format(sql.Identifier(function), args)
+    return sql.SQL("select {}").format(call) if select else call
+
+
+def _bind(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: Jsonb(v) if isinstance(v, dict | list) else v for k, v in params.items()}
+
+
+def _map_error(exc: psycopg.Error) -> errors.I2VError:
+    state = exc.sqlstate or ""
+    diag = exc.diag.message_primary or "database error"
+    if state in _SQLSTATE_ERRORS:
+        return _SQLSTATE_ERRORS[state](diag)
+    if state == "57014":  # query_canceled: the statement timeout fired
+        return errors.ServiceUnavailable("The database took too long to answer.")
+    if isinstance(exc, psycopg.OperationalError):
+        return errors.ServiceUnavailable("The database is not reachable.")
+    return errors.I2VError("A database error occurred.", sqlstate=state or None)

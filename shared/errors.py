@@ -1,0 +1,197 @@
+"""Every error i2v raises, and the one JSON shape they are rendered in.
+
+The tree (HTTP status, stable ``code``)::
+
+    I2VError                          500 internal
+      BadRequest                      400 bad_request
+        InvalidField                  400 invalid_field         (details.field, details.allowed)
+        ModelUnavailable              400 model_unavailable
+        IdempotencyKeyMissing         400 idempotency_key_missing
+      Unauthorized                    401 unauthorized
+      InsufficientCredits             402 insufficient_credits
+      Forbidden                       403 forbidden
+      NotFound                        404 not_found
+        UnknownModel                  404 unknown_model
+        JobNotFound                   404 job_not_found
+      MethodNotAllowed                405 method_not_allowed
+      IdempotencyInFlight             409 idempotency_in_flight
+      InvalidTransition               409 invalid_transition
+      PayloadTooLarge                 413 payload_too_large
+      IdempotencyKeyReused            422 idempotency_key_reused
+      RateLimited                     429 rate_limited
+      ProviderError                   502 provider_error
+        ProviderJobFailed             502 provider_job_failed   (terminal: the job fails and is refunded)
+        ProviderUnavailable           503 provider_unavailable  (retryable)
+          ProviderRateLimited         503 provider_rate_limited
+      ServiceUnavailable              503 service_unavailable
+
+Rendered as ``{"error": {"code", "message", "details", "request_id"}}``; ``details`` names the offending
+field and the allowed values where there are any. No tracebacks, SQL or secrets are ever rendered.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class I2VError(Exception):
+    """An internal error."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or (self.__doc__ or self.code).strip().splitlines()[0]
+        self.details: dict[str, Any] = {k: v for k, v in details.items() if v is not None}
+        super().__init__(self.message)
+
+    def to_json(self, request_id: str | None = None) -> dict[str, Any]:
+        """The one error shape every endpoint answers with."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "details": self.details}
+        if request_id:
+            body["request_id"] = request_id
+        return {"error": body}
+
+
+class BadRequest(I2VError):
+    """The request is malformed."""
+
+    status = 400
+    code = "bad_request"
+
+
+class InvalidField(BadRequest):
+    """A field has a value that is not allowed."""
+
+    code = "invalid_field"
+
+    def __init__(self, field: str, message: str, allowed: list[Any] | None = None, **details: Any) -> None:
+        super().__init__(message, field=field, allowed=allowed, **details)
+        self.field = field
+
+
+class ModelUnavailable(BadRequest):
+    """The model exists but cannot be used right now."""
+
+    code = "model_unavailable"
+
+
+class IdempotencyKeyMissing(BadRequest):
+    """This operation requires an Idempotency-Key header (1-255 printable ASCII characters)."""
+
+    code = "idempotency_key_missing"
+
+
+class Unauthorized(I2VError):
+    """A valid bearer token is required."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class InsufficientCredits(I2VError):
+    """Not enough credits for this request."""
+
+    status = 402
+    code = "insufficient_credits"
+
+
+class Forbidden(I2VError):
+    """This is not allowed for the caller."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(I2VError):
+    """Not found."""
+
+    status = 404
+    code = "not_found"
+
+
+class UnknownModel(NotFound):
+    """No model has that id or slug."""
+
+    code = "unknown_model"
+
+
+class JobNotFound(NotFound):
+    """No such job for this user."""
+
+    code = "job_not_found"
+
+
+class MethodNotAllowed(I2VError):
+    """This endpoint does not accept that method."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class IdempotencyInFlight(I2VError):
+    """A request with this Idempotency-Key is still being processed; retry later with the same key."""
+
+    status = 409
+    code = "idempotency_in_flight"
+
+
+class InvalidTransition(I2VError):
+    """The job cannot make that state change."""
+
+    status = 409
+    code = "invalid_transition"
+
+
+class PayloadTooLarge(I2VError):
+    """The content is larger than allowed."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class IdempotencyKeyReused(I2VError):
+    """This Idempotency-Key was already used with a different request body."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class RateLimited(I2VError):
+    """Too many requests; retry later."""
+
+    status = 429
+    code = "rate_limited"
+
+
+class ProviderError(I2VError):
+    """The video provider answered with an error."""
+
+    status = 502
+    code = "provider_error"
+
+
+class ProviderJobFailed(ProviderError):
+    """The provider could not generate this video."""
+
+    code = "provider_job_failed"
+
+
+class ProviderUnavailable(ProviderError):
+    """The video provider cannot be reached right now."""
+
+    status = 503
+    code = "provider_unavailable"
+
+
+class ProviderRateLimited(ProviderUnavailable):
+    """The video provider is rate limiting us."""
+
+    code = "provider_rate_limited"
+
+
+class ServiceUnavailable(I2VError):
+    """A service this endpoint needs is not configured or not reachable."""
+
+    status = 503
+    code = "service_unavailable"

@@ -1,0 +1,122 @@
+"""Input images: URL safety (no private networks), upload verification, bounded fetching and sniffing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from PIL import Image
+
+from shared import errors
+from shared.settings import Settings
+
+CONTENT_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+_MAX_REDIRECTS = 3
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What sniffing an image's bytes found."""
+
+    content_type: str
+    width: int
+    height: int
+
+
+def sniff(data: bytes, max_pixels: int, field: str = "image_url") -> ImageInfo:
+    """Identify a JPEG/PNG/WebP from its bytes and check its pixel count; refuse anything else."""
+    if data.startswith(b"\xff\xd8\xff"):
+        content_type = "image/jpeg"
+    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
+        content_type = "image/png"
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        content_type = "image/webp"
+    else:
+        raise errors.InvalidField(field, "The content is not a JPEG, PNG or WebP image.", allowed=list(CONTENT_TYPES))
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise errors.InvalidField(field, "The image cannot be decoded.") from exc
+    if width * height > max_pixels:
+        raise errors.InvalidField(field, f"The image has {width}x{height} pixels; the limit is {max_pixels} pixels.",
+                                  max_pixels=max_pixels)
+    return ImageInfo(content_type, width, height)
+
+
+def check_upload(data: bytes, *, sha256: str, content_type: str, size: int, max_pixels: int) -> ImageInfo:
+    """Check that stored upload bytes have the declared hash, size and type."""
+    if len(data) != size:
+        raise errors.InvalidField("image_url", f"The uploaded object has {len(data)} bytes, not the declared {size}.")
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise errors.InvalidField("image_url", "The uploaded object does not match its declared sha256.")
+    info = sniff(data, max_pixels)
+    if info.content_type != content_type:
+        raise errors.InvalidField("image_url", f"The uploaded object is {info.content_type}, not {content_type}.")
+    return info
+
+
+def check_public_url(url: str, settings: Settings, *, field: str = "image_url") -> None:
+    """Refuse non-https URLs and hosts that resolve to private, loopback, link-local or reserved addresses."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise errors.InvalidField(field, "The image URL must be an https:// URL.", allowed=["https"])
+    if parts.username or parts.password:
+        raise errors.InvalidField(field, "The image URL must not carry credentials.")
+    if settings.allow_private_image_urls:
+        return
+    for address in _resolve(parts.hostname, parts.port or 443, field):
+        if not address.is_global or address.is_multicast:
+            raise errors.InvalidField(field, "The image URL points at a private or reserved network address.")
+
+
+def _resolve(host: str, port: int, field: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise errors.InvalidField(field, f"The image host {host!r} cannot be resolved.") from exc
+    addresses = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        addresses.append(address)
+    return addresses
+
+
+def fetch(url: str, settings: Settings, *, max_bytes: int, client: httpx.Client | None = None) -> bytes:
+    """Download a public image with bounded size, checking every redirect target like the first URL."""
+    own = client or httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), follow_redirects=False)
+    try:
+        for _ in range(_MAX_REDIRECTS + 1):
+            check_public_url(url, settings)
+            with own.stream("GET", url) as resp:
+                if resp.is_redirect and "location" in resp.headers:
+                    url = urljoin(url, resp.headers["location"])
+                    continue
+                if resp.status_code != 200:
+                    raise errors.InvalidField("image_url", f"Fetching the image answered HTTP {resp.status_code}.")
+                return _read_bounded(resp, max_bytes)
+        raise errors.InvalidField("image_url", "Fetching the image redirected too many times.")
+    except httpx.HTTPError as exc:
+        raise errors.InvalidField("image_url", "The image could not be downloaded.") from exc
+    finally:
+        if client is None:
+            own.close()
+
+
+def _read_bounded(resp: httpx.Response, max_bytes: int) -> bytes:
+    declared = resp.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise errors.PayloadTooLarge(f"The image is larger than {max_bytes} bytes.")
+    buf = bytearray()
+    for chunk in resp.iter_bytes():
+        buf += chunk
+        if len(buf) > max_bytes:
+            raise errors.PayloadTooLarge(f"The image is larger than {max_bytes} bytes.")
+    return bytes(buf)

@@ -1,0 +1,218 @@
+"""Video jobs: start a billed generation, read status, finish from provider output, fail with refund."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from shared import errors, images
+from shared.auth import User
+from shared.db import get_db
+from shared.models import GenerateVideoRequest, VideoStatus
+from shared.providers.base import JobRequest
+from shared.providers.catalog import ModelSpec, find_model
+from shared.providers.registry import get_provider
+from shared.settings import get_settings
+from shared.storage import get_storage
+
+log = logging.getLogger("i2v.jobs")
+ENDPOINT = "POST /functions/v1/generate-video"
+_SUBMIT_HOLD_S = 60
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The HTTP answer to a generate-video request."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def fingerprint(body: Any) -> str:
+    """SHA-256 of the canonical JSON of a request body (sorted keys, no whitespace)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{ENDPOINT}\n{canonical}".encode()).hexdigest()
+
+
+def resolve_settings(spec: ModelSpec, requested: dict[str, Any]) -> dict[str, Any]:
+    """The model's defaults overlaid with the request's settings, each checked against the allowed values."""
+    allowed = {"resolution": spec.resolutions, "aspect_ratio": spec.aspect_ratios, "duration": spec.durations}
+    resolved: dict[str, Any] = {}
+    for name, values in allowed.items():
+        value = requested.get(name)
+        value = spec.defaults.get(name) if value is None else value
+        if value not in values:
+            raise errors.InvalidField(
+                f"settings.{name}", f"{spec.slug} does not support {name} {value!r}.", allowed=list(values))
+        resolved[name] = value
+    for name, value in requested.items():
+        if name in allowed or value is None:
+            continue
+        if name not in spec.extra_options:
+            raise errors.InvalidField(f"settings.{name}", f"{spec.slug} has no option {name!r}.",
+                                      allowed=sorted([*allowed, *spec.extra_options]))
+        resolved[name] = value
+    return resolved
+
+
+def check_model(spec: ModelSpec) -> None:
+    """Refuse a model that is switched off or whose provider cannot take jobs now."""
+    if not spec.available:
+        raise errors.ModelUnavailable(spec.unavailable_reason or f"{spec.slug} is not available.", model=spec.slug)
+    reason = get_provider(spec.provider).unavailable_reason()
+    if reason:
+        raise errors.ModelUnavailable(f"{spec.slug} is not available: {reason}", model=spec.slug)
+
+
+def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequest) -> Outcome:
+    """Validate, then debit and create the job in one procedure call, then hand it to the provider."""
+    if req.user_id is not None and req.user_id != user.id:
+        raise errors.Forbidden("user_id does not match the token's user.", field="user_id")
+    spec = find_model(req.model_id)
+    check_model(spec)
+    resolved = resolve_settings(spec, req.settings.model_dump(exclude_none=True))
+    upload_sha = _check_image(user, spec, req.image_url)
+    provider = get_provider(spec.provider)
+    settings = get_settings()
+    params: dict[str, Any] = dict(
+        user=user.id, endpoint=ENDPOINT, key=key, fingerprint=fingerprint(raw_body), model_id=spec.id,
+        model_slug=spec.slug, provider=spec.provider, prompt=req.prompt, image_url=req.image_url,
+        settings=resolved, cost=spec.price.credits(resolved["duration"], resolved["resolution"]),
+        signup_credits=settings.signup_credits, ttl_s=settings.idempotency_ttl_s,
+        hold_s=_SUBMIT_HOLD_S if provider.remote_submit else 0, upload_sha=upload_sha,
+    )
+    result = get_db().call("start_generation", **params)
+    if result["outcome"] == "upload_unverified":
+        verify_upload(user, str(upload_sha))
+        result = get_db().call("start_generation", **params)
+    outcome = _outcome(result)
+    if result["outcome"] == "created":
+        job = JobRequest(UUID(outcome.body["job_id"]), user.id, spec, req.prompt, req.image_url, resolved)
+        submit(job)
+    return outcome
+
+
+def _outcome(result: dict[str, Any]) -> Outcome:
+    kind = result["outcome"]
+    if kind in ("created", "replay"):
+        return Outcome(int(result["status"]), result["body"], replayed=kind == "replay")
+    if kind == "mismatch":
+        raise errors.IdempotencyKeyReused()
+    if kind == "in_progress":
+        raise errors.IdempotencyInFlight()
+    if kind == "insufficient":
+        raise errors.InsufficientCredits(
+            f"This video costs {result['cost']} credits; the balance is {result['balance']}.",
+            balance=result["balance"], cost=result["cost"])
+    if kind == "upload_missing":
+        raise errors.InvalidField("image_url", "No upload of yours has that URL; use create-upload-url first.")
+    raise errors.I2VError(f"unexpected outcome {kind!r}")
+
+
+def submit(job: JobRequest) -> None:
+    """Hand a created job to its provider; a refused submission fails the job and refunds it."""
+    provider = get_provider(job.model.provider)
+    try:
+        sub = provider.submit(job)
+    except errors.ProviderError as exc:
+        log.warning("submission failed", extra={"job_id": str(job.job_id), "error": exc.message})
+        fail(job.job_id, f"The provider refused the job: {exc.message}")
+        return
+    if provider.remote_submit:
+        get_db().call("mark_submitted", job=job.job_id, request_id=sub.request_id, urls=sub.urls or None)
+
+
+def _check_image(user: User, spec: ModelSpec, url: str | None) -> str | None:
+    """Validate the image URL; for one of our own uploads, return its sha256 (checked in the procedure)."""
+    if not url:
+        if spec.requires_image:
+            raise errors.InvalidField("image_url", f"{spec.slug} needs an image_url.")
+        return None
+    key = get_storage().key_for_url(url)
+    if key is None:
+        images.check_public_url(url, get_settings())
+        return None
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "uploads" or parts[1] != str(user.id):
+        raise errors.InvalidField("image_url", "That storage URL is not one of your uploads.")
+    return parts[2].split(".", 1)[0]
+
+
+def verify_upload(user: User, sha256: str) -> None:
+    """Check an upload's stored bytes against its declared hash, size and type, then mark it verified."""
+    record = get_db().call("get_upload", user=user.id, sha256=sha256)
+    if record is None:
+        raise errors.InvalidField("image_url", "No upload of yours has that URL; use create-upload-url first.")
+    settings = get_settings()
+    storage = get_storage()
+    if storage.info(record["storage_key"]) is None:
+        raise errors.InvalidField("image_url", "The upload has not been completed; PUT the bytes first.")
+    data = storage.read(record["storage_key"], settings.max_image_bytes)
+    info = images.check_upload(data, sha256=sha256, content_type=record["content_type"], size=record["size"],
+                               max_pixels=settings.max_image_pixels)
+    get_db().call("verify_upload", user=user.id, sha256=sha256, width=info.width, height=info.height)
+
+
+def status(user: User, job_id: UUID) -> VideoStatus:
+    """The caller's job as the API shows it; another user's job is indistinguishable from none (404)."""
+    job = get_db().call("get_job", user=user.id, job=job_id)
+    if job is None:
+        raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
+    return status_view(job)
+
+
+def status_view(job: dict[str, Any]) -> VideoStatus:
+    """Shape a job row for the API, signing media URLs."""
+    ttl = get_settings().media_url_ttl_s
+    storage = get_storage()
+    done = job["status"] == "completed"
+    return VideoStatus(
+        job_id=job["job_id"], status=job["status"], progress=job.get("progress"),
+        video_url=storage.download_url(job["video_key"], ttl) if done and job.get("video_key") else None,
+        thumbnail_url=storage.download_url(job["thumbnail_key"], ttl) if done and job.get("thumbnail_key") else None,
+        error_message=job.get("error_message"), model=job.get("model"), credits_used=job.get("credits_used"),
+        created_at=job.get("created_at"), updated_at=job.get("updated_at"),
+    )
+
+
+def load_image(image_url: str, user_id: UUID) -> bytes:
+    """The bytes of a job's input image, from our storage or (bounded, checked) from the web."""
+    settings = get_settings()
+    storage = get_storage()
+    key = storage.key_for_url(image_url)
+    if key is not None:
+        return storage.read(key, settings.max_image_bytes)
+    return images.fetch(image_url, settings, max_bytes=settings.max_image_bytes)
+
+
+def complete_with_files(job_id: UUID, user_id: UUID, video: Path, thumbnail: Path | None,
+                        *, source_url: str | None = None, result: dict[str, Any] | None = None) -> bool:
+    """Mirror a finished video (and thumbnail) into storage, then mark the job completed."""
+    storage = get_storage()
+    video_key = f"videos/{user_id}/{job_id}.mp4"
+    storage.put_file(video_key, video, "video/mp4")
+    thumb_key = None
+    if thumbnail is not None and thumbnail.exists():
+        thumb_key = f"thumbnails/{user_id}/{job_id}.jpg"
+        storage.put_file(thumb_key, thumbnail, "image/jpeg")
+    done: bool = get_db().call("complete_job", job=job_id, video_key=video_key, thumbnail_key=thumb_key,
+                               source_url=source_url, result=result or {})
+    return done
+
+
+def fail(job_id: UUID, message: str) -> bool:
+    """Mark a job failed and refund it (once)."""
+    failed: bool = get_db().call("fail_job", job=job_id, error=message)
+    return failed
+
+
+def work_dir() -> tempfile.TemporaryDirectory[str]:
+    """A scratch directory for one job's files."""
+    return tempfile.TemporaryDirectory(prefix="i2v-job-")

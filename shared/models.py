@@ -1,0 +1,124 @@
+"""Request and response bodies of the public API (pydantic; inputs forbid unknown fields)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatusName = Literal["pending", "processing", "completed", "failed", "canceled"]
+
+
+class VideoSettings(BaseModel):
+    """Output settings; each model lists the values it allows (see list-models)."""
+
+    model_config = ConfigDict(extra="allow")
+    resolution: str | None = Field(default=None, description="auto|480p|720p|1080p (per model)")
+    aspect_ratio: str | None = Field(default=None, description="auto|16:9|9:16|1:1 (per model)")
+    duration: int | None = Field(default=None, description="seconds (per model)", strict=True)
+
+
+class GenerateVideoRequest(BaseModel):
+    """Body of POST generate-video."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: UUID | None = Field(default=None, description="optional; must equal the token's user")
+    model_id: str = Field(min_length=1, max_length=200, description="model uuid or slug")
+    prompt: str = Field(default="", max_length=4000)
+    image_url: str | None = Field(default=None, max_length=4096)
+    settings: VideoSettings = Field(default_factory=VideoSettings)
+
+
+class GenerateVideoResponse(BaseModel):
+    """A job was created (or replayed for the same Idempotency-Key)."""
+
+    job_id: UUID
+    status: JobStatusName
+    credits_used: int
+
+
+class VideoStatus(BaseModel):
+    """Body of GET get-video-status."""
+
+    job_id: UUID
+    status: JobStatusName
+    video_url: str | None = None
+    thumbnail_url: str | None = None
+    error_message: str | None = None
+    progress: float | None = None
+    model: str | None = None
+    credits_used: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class CreateUploadRequest(BaseModel):
+    """Body of POST create-upload-url."""
+
+    model_config = ConfigDict(extra="forbid")
+    content_type: Literal["image/jpeg", "image/png", "image/webp"]
+    size: int = Field(gt=0, strict=True)
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class CreateUploadResponse(BaseModel):
+    """Either the content is already stored, or where to PUT it."""
+
+    image_url: str
+    already_uploaded: bool = False
+    upload_url: str | None = None
+    upload_method: str | None = None
+    upload_headers: dict[str, str] | None = None
+    expires_at: datetime | None = None
+
+
+class LedgerEntry(BaseModel):
+    """One credit movement."""
+
+    id: int
+    delta: int
+    kind: str
+    reason: str | None = None
+    job_id: UUID | None = None
+    created_at: datetime
+
+
+class Credits(BaseModel):
+    """Body of GET get-credits."""
+
+    balance: int
+    entries: list[LedgerEntry]
+
+
+class ModelInfo(BaseModel):
+    """One entry of GET list-models."""
+
+    id: UUID
+    slug: str
+    name: str
+    provider: str
+    kind: str
+    available: bool
+    unavailable_reason: str | None = None
+    requires_image: bool
+    resolutions: list[str]
+    aspect_ratios: list[str]
+    durations: list[int]
+    defaults: dict[str, Any]
+    extra_options: list[str]
+    price: dict[str, Any]
+    notes: str | None = None
+
+
+class ModelList(BaseModel):
+    """Body of GET list-models."""
+
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    """Body of GET health."""
+
+    status: Literal["ok"]

@@ -1,0 +1,37 @@
+"""Provider name -> provider instance: the one place that knows which providers exist."""
+
+from __future__ import annotations
+
+from shared import errors
+from shared.providers.base import Provider
+
+_providers: dict[str, Provider] = {}
+
+
+def register(provider: Provider) -> None:
+    """Make a provider instance the one used for its name."""
+    _providers[provider.name] = provider
+
+
+def get_provider(name: str) -> Provider:
+    """The provider registered under ``name``."""
+    if name not in _providers:
+        _register_defaults()
+    try:
+        return _providers[name]
+    except KeyError as exc:
+        raise errors.ModelUnavailable(f"The provider {name!r} is not installed in this deployment.") from exc
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why a provider cannot take jobs now, or None."""
+    try:
+        return get_provider(name).unavailable_reason()
+    except errors.ModelUnavailable as exc:
+        return exc.message
+
+
+def _register_defaults() -> None:
+    from shared.providers.local import get_local_engine
+
+    _providers.setdefault("local", get_local_engine())

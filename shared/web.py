@@ -1,0 +1,170 @@
+"""The HTTP edge shared by every function: app factory, one error renderer, request ids, auth dependency."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import errors
+from shared.auth import User, bearer_token, verify_token
+
+log = logging.getLogger("i2v.http")
+_SF_STRING = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:=+/-]{1,128}$")
+M = TypeVar("M", bound=BaseModel)
+
+
+def idempotency_header(idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> str:
+    """The request's Idempotency-Key (required)."""
+    return idempotency_key(idempotency_key_header)
+
+
+def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
+    """The caller, from the Supabase access token in the Authorization header."""
+    return verify_token(bearer_token(authorization))
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+IdempotencyKey = Annotated[str, Depends(idempotency_header)]
+
+
+def idempotency_key(raw: str | None) -> str:
+    """Parse an Idempotency-Key header: a bare token or an RFC 8941 sf-string, 1-255 printable ASCII."""
+    if raw is None or not raw.strip():
+        raise errors.IdempotencyKeyMissing(field="Idempotency-Key")
+    raw = raw.strip()
+    match = _SF_STRING.match(raw)
+    key = re.sub(r'\\(["\\])', r"\1", match.group(1)) if match else raw
+    if not 1 <= len(key) <= 255 or not all(0x20 <= ord(c) <= 0x7E for c in key):
+        raise errors.InvalidField("Idempotency-Key", "The Idempotency-Key must be 1-255 printable ASCII characters.")
+    return key
+
+
+def parse_body(model: type[M], body: Any) -> M:
+    """Validate a JSON body against a request model, naming the first offending field in the error."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _validation_error(exc.errors()) from exc
+
+
+def _validation_error(problems: Iterable[Any]) -> errors.InvalidField:
+    items = list(problems)
+    first = items[0] if items else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "json_invalid":
+        return errors.InvalidField("body", "The request body is not valid JSON.")
+    field = ".".join(loc) or "body"
+    return errors.InvalidField(field, f"{field}: {first.get('msg', 'invalid value')}",
+                               problems=[{"field": ".".join(str(p) for p in i.get("loc", ()) if p != "body"),
+                                          "message": i.get("msg")} for i in items[:10]])
+
+
+def request_id(request: Request) -> str:
+    """The request's id: the caller's X-Request-Id when well-formed, the Lambda/API Gateway id, or a new one."""
+    rid: str | None = getattr(request.state, "request_id", None)
+    if rid:
+        return rid
+    candidate = request.headers.get("x-request-id", "")
+    event = request.scope.get("aws.event") or {}
+    aws_id = (event.get("requestContext") or {}).get("requestId") if isinstance(event, dict) else None
+    rid = candidate if _REQUEST_ID.match(candidate) else (aws_id or uuid.uuid4().hex)
+    request.state.request_id = rid
+    return rid
+
+
+def error_response(request: Request, exc: errors.I2VError) -> JSONResponse:
+    """Render any i2v error in the one JSON shape."""
+    rid = request_id(request)
+    if exc.status >= 500:
+        log.error("request failed", extra={"request_id": rid, "code": exc.code, "path": request.url.path},
+                  exc_info=exc.__cause__ or exc)
+    headers = {"X-Request-Id": rid}
+    if "retry_after" in exc.details:
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    return JSONResponse(exc.to_json(rid), status_code=exc.status, headers=headers)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.I2VError)
+    def _i2v(request: Request, exc: errors.I2VError) -> JSONResponse:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request, _validation_error(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err: errors.I2VError
+        if exc.status_code == 404:
+            err = errors.NotFound("No such endpoint.")
+        elif exc.status_code == 405:
+            err = errors.MethodNotAllowed()
+        else:
+            err = errors.BadRequest(str(exc.detail))
+        return error_response(request, err)
+
+    @app.exception_handler(Exception)
+    def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(request, _wrap(exc))
+
+    @app.middleware("http")
+    async def _tag(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request_id(request)
+        response = await call_next(request)
+        response.headers.setdefault("X-Request-Id", rid)
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _wrap(exc: Exception) -> errors.I2VError:
+    err = errors.I2VError("An unexpected error occurred.")
+    err.__cause__ = exc
+    return err
+
+
+def make_app(*routers: APIRouter, title: str = "i2v") -> FastAPI:
+    """A FastAPI app with the error renderer, request ids and CORS, serving the given routers."""
+    app = FastAPI(title=title, version="0.1.0", openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    _install_handlers(app)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+                       allow_headers=["authorization", "content-type", "idempotency-key", "x-request-id"],
+                       expose_headers=["x-request-id", "idempotent-replayed", "retry-after"])
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def json_body(raw: bytes) -> Any:
+    """Decode a JSON request body or raise a 400 naming the body."""
+    try:
+        return json.loads(raw) if raw else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.InvalidField("body", "The request body is not valid JSON.") from exc
+
+
+def lambda_handler(*routers: APIRouter) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A Lambda handler (API Gateway HTTP API v2 / Function URL events) serving the routers through Mangum."""
+    app: list[Any] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if not app:
+            from mangum import Mangum
+
+            app.append(Mangum(make_app(*routers), lifespan="off"))
+        result: dict[str, Any] = app[0](event, context)
+        return result
+
+    return handler
