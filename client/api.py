@@ -30,11 +30,19 @@ class ApiError(Exception):
 class I2VClient:
     """Calls /functions/v1/* with a bearer token."""
 
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
+        self.http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -80,8 +88,13 @@ class I2VClient:
         body = {"content_type": content_type, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         target = self._call("POST", "create-upload-url", json=body)
         if not target.get("already_uploaded"):
-            resp = httpx.request(target["upload_method"], target["upload_url"], content=data,
-                                 headers=target.get("upload_headers") or {}, timeout=120)
+            resp = httpx.request(
+                target["upload_method"],
+                target["upload_url"],
+                content=data,
+                headers=target.get("upload_headers") or {},
+                timeout=120,
+            )
             if resp.status_code >= 400:
                 raise ApiError(resp.status_code, _json_or_empty(resp))
         image_url: str = target["image_url"]
@@ -89,8 +102,9 @@ class I2VClient:
 
     def generate(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         """POST generate-video with an Idempotency-Key."""
-        result: dict[str, Any] = self._call("POST", "generate-video", json=body,
-                                            headers={"Idempotency-Key": idempotency_key})
+        result: dict[str, Any] = self._call(
+            "POST", "generate-video", json=body, headers={"Idempotency-Key": idempotency_key}
+        )
         return result
 
     def status(self, job_id: str) -> dict[str, Any]:

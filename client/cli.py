@@ -15,8 +15,11 @@ from rich.console import Console
 if TYPE_CHECKING:
     from shared.db import Database
 
-app = typer.Typer(help="i2v: image-to-video backend, local stack and tools.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="i2v: image-to-video backend, local stack and tools.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
 credits_app = typer.Typer(help="Credit commands (operator).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -69,8 +72,10 @@ def db_migrate() -> None:
     with _database_unmigrated() as database:
         applied = migrate(database)
         count = sync_models(database)
-    console.print(f"{len(applied)} applied, {len(migration_files()) - len(applied)} already applied; "
-                  f"{count} models synced")
+    console.print(
+        f"{len(applied)} applied, {len(migration_files()) - len(applied)} already applied; "
+        f"{count} models synced"
+    )
     for name in applied:
         typer.echo(name)
 

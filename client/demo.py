@@ -46,8 +46,12 @@ def _i2v(*args: str) -> str:
 
 def _start_server(port: int, log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "client", "serve", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LOCAL_ENGINE": "true"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client", "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "LOCAL_ENGINE": "true"},
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -67,8 +71,12 @@ def _make_one(api: I2VClient, image: Path, prompt: str, duration: int, out: Path
     started = time.monotonic()
     try:
         image_url = api.upload_image(image)
-        body = {"model_id": "local-motion", "prompt": prompt, "image_url": image_url,
-                "settings": {"resolution": "480p", "aspect_ratio": "16:9", "duration": duration}}
+        body = {
+            "model_id": "local-motion",
+            "prompt": prompt,
+            "image_url": image_url,
+            "settings": {"resolution": "480p", "aspect_ratio": "16:9", "duration": duration},
+        }
         created = api.generate(body, idempotency_key=f"demo-{uuid.uuid4()}")
         row.update(job_id=created["job_id"], credits=created["credits_used"])
         job = api.wait(created["job_id"], timeout=300)
@@ -104,8 +112,12 @@ def run_demo(*, output_dir: str = "downloads", duration: int = 3) -> int:
         _i2v("credits", "grant", str(DEMO_USER), str(needed), "--reason", "demo credits")
         with I2VClient(f"http://127.0.0.1:{port}", token) as api:
             with ThreadPoolExecutor(max_workers=len(images)) as pool:
-                rows = list(pool.map(lambda pair: _make_one(api, pair[0], pair[1], duration, out),
-                                     zip(images, PROMPTS * len(images), strict=False)))
+                rows = list(
+                    pool.map(
+                        lambda pair: _make_one(api, pair[0], pair[1], duration, out),
+                        zip(images, PROMPTS * len(images), strict=False),
+                    )
+                )
             balance = api.credits()["balance"]
     finally:
         server.send_signal(signal.SIGINT)
@@ -123,7 +135,13 @@ def _print_table(rows: list[dict[str, Any]], balance: int) -> None:
     for column in ("image", "prompt", "status", "credits", "seconds", "file / error"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["image"], row["prompt"], row.get("status", "?"), str(row.get("credits", "-")),
-                      str(row["seconds"]), str(row.get("file") or row.get("error", "")))
+        table.add_row(
+            row["image"],
+            row["prompt"],
+            row.get("status", "?"),
+            str(row.get("credits", "-")),
+            str(row["seconds"]),
+            str(row.get("file") or row.get("error", "")),
+        )
     console.print(table)
     console.print(f"credit balance after the demo: {balance}")

@@ -11,8 +11,12 @@ from shared.web import CurrentUser, lambda_handler
 router = APIRouter()
 
 
-@router.post("/functions/v1/create-upload-url", response_model=CreateUploadResponse,
-             response_model_exclude_none=True, tags=["uploads"])
+@router.post(
+    "/functions/v1/create-upload-url",
+    response_model=CreateUploadResponse,
+    response_model_exclude_none=True,
+    tags=["uploads"],
+)
 def create_upload_url(body: CreateUploadRequest, user: CurrentUser) -> CreateUploadResponse:
     """Return a signed PUT target for the image, or its URL when this user already stored that content."""
     return uploads.create_upload(user, body)

@@ -12,8 +12,13 @@ from shared.web import CurrentUser, IdempotencyKey, lambda_handler
 router = APIRouter()
 
 
-@router.post("/functions/v1/generate-video", status_code=202, response_model=GenerateVideoResponse,
-             tags=["videos"], responses={402: {}, 404: {}, 409: {}, 422: {}})
+@router.post(
+    "/functions/v1/generate-video",
+    status_code=202,
+    response_model=GenerateVideoResponse,
+    tags=["videos"],
+    responses={402: {}, 404: {}, 409: {}, 422: {}},
+)
 def generate_video(body: GenerateVideoRequest, user: CurrentUser, key: IdempotencyKey) -> JSONResponse:
     """Start a video job, charged once per Idempotency-Key; a replay returns the first response."""
     outcome = jobs.start_generation(user, key, body.model_dump(mode="json", exclude_unset=True), body)

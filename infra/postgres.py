@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
-import pgserver
+import pgserver  # type: ignore[attr-defined,unused-ignore]
 
 
 class EmbeddedPostgres:
@@ -13,7 +14,12 @@ class EmbeddedPostgres:
 
     def __init__(self, data_dir: Path, *, cleanup: str | None = "stop") -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._server: Any = pgserver.get_server(str(data_dir.resolve()), cleanup_mode=cleanup)
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver then uses /tmp, which is fine here.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            self._server: Any = pgserver.get_server(  # type: ignore[attr-defined,unused-ignore]
+                str(data_dir.resolve()), cleanup_mode=cleanup
+            )
 
     @property
     def url(self) -> str:

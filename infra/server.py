@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import socket
@@ -55,15 +56,25 @@ def media_router() -> APIRouter:
         return FileResponse(local.path(key), media_type=info.content_type or "application/octet-stream")
 
     @router.put("/storage/v1/upload/{key:path}")
-    async def put_upload(key: str, request: Request, exp: str = "", size: str = "", sig: str = "") -> Response:
+    async def put_upload(
+        key: str, request: Request, exp: str = "", size: str = "", sig: str = ""
+    ) -> Response:
         local = _local_storage()
         content_type = request.headers.get("content-type", "").split(";")[0].strip()
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and size.isdigit() and int(declared) > int(size):
             raise errors.PayloadTooLarge(f"This upload URL accepts {size} bytes.")
         body = await request.body()
-        await run_in_threadpool(uploads.receive_local_upload, local, key, io.BytesIO(body),
-                                content_type=content_type, expires=exp, size=size, sig=sig)
+        await run_in_threadpool(
+            uploads.receive_local_upload,
+            local,
+            key,
+            io.BytesIO(body),
+            content_type=content_type,
+            expires=exp,
+            size=size,
+            sig=sig,
+        )
         return Response(status_code=200)
 
     return router
@@ -102,8 +113,11 @@ class LocalStack:
 
             self.embedded = EmbeddedPostgres(self.settings.home / "pgdata")
             url = self.embedded.url
-        database = dbmod.configure(url, max_size=self.settings.db_pool_size,
-                                   statement_timeout_ms=self.settings.db_statement_timeout_ms)
+        database = dbmod.configure(
+            url,
+            max_size=self.settings.db_pool_size,
+            statement_timeout_ms=self.settings.db_statement_timeout_ms,
+        )
         applied = migrate(database)
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
@@ -132,8 +146,9 @@ class LocalStack:
     def start_background(self) -> str:
         """Serve on a background thread (tests, the demo); return the base URL once it answers."""
         self.prepare()
-        config = uvicorn.Config(create_app(), host=self.host, port=self.port, log_level="warning",
-                                lifespan="off")
+        config = uvicorn.Config(
+            create_app(), host=self.host, port=self.port, log_level="warning", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="i2v-http", daemon=True)
         self._thread.start()
@@ -152,10 +167,8 @@ class LocalStack:
         if self._thread is not None:
             self._thread.join(10)
         get_local_engine().stop()
-        try:
+        with contextlib.suppress(errors.I2VError):
             dbmod.get_db().close()
-        except errors.I2VError:
-            pass
         if self.embedded is not None:
             self.embedded.stop()
 
@@ -166,4 +179,3 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-

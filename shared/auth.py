@@ -47,8 +47,13 @@ def verify_token(token: str, settings: Settings | None = None) -> User:
         else:
             raise errors.Unauthorized("The token's signing algorithm is not accepted.")
         claims = jwt.decode(
-            token, key, algorithms=[alg], audience=AUDIENCE, issuer=settings.supabase_jwt_issuer,
-            leeway=_LEEWAY_S, options={"require": ["exp", "iat", "sub", "aud"]},
+            token,
+            key,
+            algorithms=[alg],
+            audience=AUDIENCE,
+            issuer=settings.supabase_jwt_issuer,
+            leeway=_LEEWAY_S,
+            options={"require": ["exp", "iat", "sub", "aud"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise errors.Unauthorized("The token has expired.") from exc
@@ -82,14 +87,22 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def mint_dev_token(user_id: uuid.UUID, *, expires_in: int = 3600, settings: Settings | None = None,
-                   email: str | None = None) -> str:
+def mint_dev_token(
+    user_id: uuid.UUID, *, expires_in: int = 3600, settings: Settings | None = None, email: str | None = None
+) -> str:
     """An HS256 token shaped like a Supabase access token, signed with the server's secret."""
     settings = settings or get_settings()
     now = int(time.time())
     claims = {
-        "iss": settings.supabase_jwt_issuer or DEV_ISSUER, "sub": str(user_id), "aud": AUDIENCE,
-        "exp": now + expires_in, "iat": now, "role": "authenticated", "email": email or "",
-        "aal": "aal1", "is_anonymous": False, "session_id": str(uuid.uuid4()),
+        "iss": settings.supabase_jwt_issuer or DEV_ISSUER,
+        "sub": str(user_id),
+        "aud": AUDIENCE,
+        "exp": now + expires_in,
+        "iat": now,
+        "role": "authenticated",
+        "email": email or "",
+        "aal": "aal1",
+        "is_anonymous": False,
+        "session_id": str(uuid.uuid4()),
     }
     return jwt.encode(claims, settings.jwt_secret(), algorithm="HS256")

@@ -16,10 +16,21 @@ def model_info(spec: ModelSpec) -> ModelInfo:
     price["unit"] = "credits"
     price["rule"] = "ceil((base + per_second * duration) * resolution_multiplier)"
     return ModelInfo(
-        id=spec.id, slug=spec.slug, name=spec.name, provider=spec.provider, kind=spec.kind,
-        available=reason is None, unavailable_reason=reason, requires_image=spec.requires_image,
-        resolutions=spec.resolutions, aspect_ratios=spec.aspect_ratios, durations=spec.durations,
-        defaults=spec.defaults, extra_options=sorted(spec.extra_options), price=price, notes=spec.notes,
+        id=spec.id,
+        slug=spec.slug,
+        name=spec.name,
+        provider=spec.provider,
+        kind=spec.kind,
+        available=reason is None,
+        unavailable_reason=reason,
+        requires_image=spec.requires_image,
+        resolutions=spec.resolutions,
+        aspect_ratios=spec.aspect_ratios,
+        durations=spec.durations,
+        defaults=spec.defaults,
+        extra_options=sorted(spec.extra_options),
+        price=price,
+        notes=spec.notes,
     )
 
 

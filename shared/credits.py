@@ -12,7 +12,9 @@ from shared.settings import get_settings
 
 def summary(user: User, limit: int = 50) -> Credits:
     """The balance and the newest ledger entries (creates the account on first use)."""
-    data = get_db().call("get_credits", user=user.id, signup_credits=get_settings().signup_credits, limit=limit)
+    data = get_db().call(
+        "get_credits", user=user.id, signup_credits=get_settings().signup_credits, limit=limit
+    )
     return Credits.model_validate(data)
 
 

@@ -31,7 +31,9 @@ _SQLSTATE_ERRORS: dict[str, type[errors.I2VError]] = {
 class Database:
     """A pool of connections to one database, and the procedure-call API over it."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, statement_timeout_ms: int = 0) -> None:
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 10, statement_timeout_ms: int = 0
+    ) -> None:
         kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
         if statement_timeout_ms > 0:
             kwargs["options"] = f"-c statement_timeout={statement_timeout_ms}"
@@ -39,7 +41,12 @@ class Database:
         self.round_trips = 0
         self._lock = threading.Lock()
         self.pool = ConnectionPool(
-            url, min_size=min_size, max_size=max_size, kwargs=kwargs, open=True, check=ConnectionPool.check_connection,
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs=kwargs,
+            open=True,
+            check=ConnectionPool.check_connection,
             name="i2v",
         )
 
@@ -75,7 +82,7 @@ class Database:
         with self._connection() as conn, conn.transaction():
             yield Transaction(conn)
 
-    def _execute(self, query: sql.Composable, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _execute(self, query: sql.Composed | sql.SQL, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self._lock:
             self.round_trips += 1
         with self._connection() as conn:
@@ -116,7 +123,8 @@ def get_db() -> Database:
             if not settings.database_url:
                 raise errors.ServiceUnavailable("DATABASE_URL is not set.")
             _default = Database(
-                settings.database_url, max_size=settings.db_pool_size,
+                settings.database_url,
+                max_size=settings.db_pool_size,
                 statement_timeout_ms=settings.db_statement_timeout_ms,
             )
         return _default

@@ -37,27 +37,36 @@ def sniff(data: bytes, max_pixels: int, field: str = "image_url") -> ImageInfo:
     elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         content_type = "image/webp"
     else:
-        raise errors.InvalidField(field, "The content is not a JPEG, PNG or WebP image.", allowed=list(CONTENT_TYPES))
+        raise errors.InvalidField(
+            field, "The content is not a JPEG, PNG or WebP image.", allowed=list(CONTENT_TYPES)
+        )
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
     except (OSError, Image.DecompressionBombError) as exc:
         raise errors.InvalidField(field, "The image cannot be decoded.") from exc
     if width * height > max_pixels:
-        raise errors.InvalidField(field, f"The image has {width}x{height} pixels; the limit is {max_pixels} pixels.",
-                                  max_pixels=max_pixels)
+        raise errors.InvalidField(
+            field,
+            f"The image has {width}x{height} pixels; the limit is {max_pixels} pixels.",
+            max_pixels=max_pixels,
+        )
     return ImageInfo(content_type, width, height)
 
 
 def check_upload(data: bytes, *, sha256: str, content_type: str, size: int, max_pixels: int) -> ImageInfo:
     """Check that stored upload bytes have the declared hash, size and type."""
     if len(data) != size:
-        raise errors.InvalidField("image_url", f"The uploaded object has {len(data)} bytes, not the declared {size}.")
+        raise errors.InvalidField(
+            "image_url", f"The uploaded object has {len(data)} bytes, not the declared {size}."
+        )
     if hashlib.sha256(data).hexdigest() != sha256:
         raise errors.InvalidField("image_url", "The uploaded object does not match its declared sha256.")
     info = sniff(data, max_pixels)
     if info.content_type != content_type:
-        raise errors.InvalidField("image_url", f"The uploaded object is {info.content_type}, not {content_type}.")
+        raise errors.InvalidField(
+            "image_url", f"The uploaded object is {info.content_type}, not {content_type}."
+        )
     return info
 
 
@@ -100,7 +109,9 @@ def fetch(url: str, settings: Settings, *, max_bytes: int, client: httpx.Client 
                     url = urljoin(url, resp.headers["location"])
                     continue
                 if resp.status_code != 200:
-                    raise errors.InvalidField("image_url", f"Fetching the image answered HTTP {resp.status_code}.")
+                    raise errors.InvalidField(
+                        "image_url", f"Fetching the image answered HTTP {resp.status_code}."
+                    )
                 return _read_bounded(resp, max_bytes)
         raise errors.InvalidField("image_url", "Fetching the image redirected too many times.")
     except httpx.HTTPError as exc:

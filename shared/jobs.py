@@ -43,21 +43,29 @@ def fingerprint(body: Any) -> str:
 
 def resolve_settings(spec: ModelSpec, requested: dict[str, Any]) -> dict[str, Any]:
     """The model's defaults overlaid with the request's settings, each checked against the allowed values."""
-    allowed = {"resolution": spec.resolutions, "aspect_ratio": spec.aspect_ratios, "duration": spec.durations}
+    allowed: dict[str, list[Any]] = {
+        "resolution": list(spec.resolutions),
+        "aspect_ratio": list(spec.aspect_ratios),
+        "duration": list(spec.durations),
+    }
     resolved: dict[str, Any] = {}
     for name, values in allowed.items():
         value = requested.get(name)
         value = spec.defaults.get(name) if value is None else value
         if value not in values:
             raise errors.InvalidField(
-                f"settings.{name}", f"{spec.slug} does not support {name} {value!r}.", allowed=list(values))
+                f"settings.{name}", f"{spec.slug} does not support {name} {value!r}.", allowed=values
+            )
         resolved[name] = value
     for name, value in requested.items():
         if name in allowed or value is None:
             continue
         if name not in spec.extra_options:
-            raise errors.InvalidField(f"settings.{name}", f"{spec.slug} has no option {name!r}.",
-                                      allowed=sorted([*allowed, *spec.extra_options]))
+            raise errors.InvalidField(
+                f"settings.{name}",
+                f"{spec.slug} has no option {name!r}.",
+                allowed=sorted([*allowed, *spec.extra_options]),
+            )
         resolved[name] = value
     return resolved
 
@@ -65,7 +73,9 @@ def resolve_settings(spec: ModelSpec, requested: dict[str, Any]) -> dict[str, An
 def check_model(spec: ModelSpec) -> None:
     """Refuse a model that is switched off or whose provider cannot take jobs now."""
     if not spec.available:
-        raise errors.ModelUnavailable(spec.unavailable_reason or f"{spec.slug} is not available.", model=spec.slug)
+        raise errors.ModelUnavailable(
+            spec.unavailable_reason or f"{spec.slug} is not available.", model=spec.slug
+        )
     reason = get_provider(spec.provider).unavailable_reason()
     if reason:
         raise errors.ModelUnavailable(f"{spec.slug} is not available: {reason}", model=spec.slug)
@@ -82,11 +92,21 @@ def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequ
     provider = get_provider(spec.provider)
     settings = get_settings()
     params: dict[str, Any] = dict(
-        user=user.id, endpoint=ENDPOINT, key=key, fingerprint=fingerprint(raw_body), model_id=spec.id,
-        model_slug=spec.slug, provider=spec.provider, prompt=req.prompt, image_url=req.image_url,
-        settings=resolved, cost=spec.price.credits(resolved["duration"], resolved["resolution"]),
-        signup_credits=settings.signup_credits, ttl_s=settings.idempotency_ttl_s,
-        hold_s=_SUBMIT_HOLD_S if provider.remote_submit else 0, upload_sha=upload_sha,
+        user=user.id,
+        endpoint=ENDPOINT,
+        key=key,
+        fingerprint=fingerprint(raw_body),
+        model_id=spec.id,
+        model_slug=spec.slug,
+        provider=spec.provider,
+        prompt=req.prompt,
+        image_url=req.image_url,
+        settings=resolved,
+        cost=spec.price.credits(resolved["duration"], resolved["resolution"]),
+        signup_credits=settings.signup_credits,
+        ttl_s=settings.idempotency_ttl_s,
+        hold_s=_SUBMIT_HOLD_S if provider.remote_submit else 0,
+        upload_sha=upload_sha,
     )
     result = get_db().call("start_generation", **params)
     if result["outcome"] == "upload_unverified":
@@ -110,9 +130,13 @@ def _outcome(result: dict[str, Any]) -> Outcome:
     if kind == "insufficient":
         raise errors.InsufficientCredits(
             f"This video costs {result['cost']} credits; the balance is {result['balance']}.",
-            balance=result["balance"], cost=result["cost"])
+            balance=result["balance"],
+            cost=result["cost"],
+        )
     if kind == "upload_missing":
-        raise errors.InvalidField("image_url", "No upload of yours has that URL; use create-upload-url first.")
+        raise errors.InvalidField(
+            "image_url", "No upload of yours has that URL; use create-upload-url first."
+        )
     raise errors.I2VError(f"unexpected outcome {kind!r}")
 
 
@@ -149,14 +173,21 @@ def verify_upload(user: User, sha256: str) -> None:
     """Check an upload's stored bytes against its declared hash, size and type, then mark it verified."""
     record = get_db().call("get_upload", user=user.id, sha256=sha256)
     if record is None:
-        raise errors.InvalidField("image_url", "No upload of yours has that URL; use create-upload-url first.")
+        raise errors.InvalidField(
+            "image_url", "No upload of yours has that URL; use create-upload-url first."
+        )
     settings = get_settings()
     storage = get_storage()
     if storage.info(record["storage_key"]) is None:
         raise errors.InvalidField("image_url", "The upload has not been completed; PUT the bytes first.")
     data = storage.read(record["storage_key"], settings.max_image_bytes)
-    info = images.check_upload(data, sha256=sha256, content_type=record["content_type"], size=record["size"],
-                               max_pixels=settings.max_image_pixels)
+    info = images.check_upload(
+        data,
+        sha256=sha256,
+        content_type=record["content_type"],
+        size=record["size"],
+        max_pixels=settings.max_image_pixels,
+    )
     get_db().call("verify_upload", user=user.id, sha256=sha256, width=info.width, height=info.height)
 
 
@@ -174,11 +205,18 @@ def status_view(job: dict[str, Any]) -> VideoStatus:
     storage = get_storage()
     done = job["status"] == "completed"
     return VideoStatus(
-        job_id=job["job_id"], status=job["status"], progress=job.get("progress"),
+        job_id=job["job_id"],
+        status=job["status"],
+        progress=job.get("progress"),
         video_url=storage.download_url(job["video_key"], ttl) if done and job.get("video_key") else None,
-        thumbnail_url=storage.download_url(job["thumbnail_key"], ttl) if done and job.get("thumbnail_key") else None,
-        error_message=job.get("error_message"), model=job.get("model"), credits_used=job.get("credits_used"),
-        created_at=job.get("created_at"), updated_at=job.get("updated_at"),
+        thumbnail_url=storage.download_url(job["thumbnail_key"], ttl)
+        if done and job.get("thumbnail_key")
+        else None,
+        error_message=job.get("error_message"),
+        model=job.get("model"),
+        credits_used=job.get("credits_used"),
+        created_at=job.get("created_at"),
+        updated_at=job.get("updated_at"),
     )
 
 
@@ -192,8 +230,15 @@ def load_image(image_url: str, user_id: UUID) -> bytes:
     return images.fetch(image_url, settings, max_bytes=settings.max_image_bytes)
 
 
-def complete_with_files(job_id: UUID, user_id: UUID, video: Path, thumbnail: Path | None,
-                        *, source_url: str | None = None, result: dict[str, Any] | None = None) -> bool:
+def complete_with_files(
+    job_id: UUID,
+    user_id: UUID,
+    video: Path,
+    thumbnail: Path | None,
+    *,
+    source_url: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> bool:
     """Mirror a finished video (and thumbnail) into storage, then mark the job completed."""
     storage = get_storage()
     video_key = f"videos/{user_id}/{job_id}.mp4"
@@ -202,8 +247,14 @@ def complete_with_files(job_id: UUID, user_id: UUID, video: Path, thumbnail: Pat
     if thumbnail is not None and thumbnail.exists():
         thumb_key = f"thumbnails/{user_id}/{job_id}.jpg"
         storage.put_file(thumb_key, thumbnail, "image/jpeg")
-    done: bool = get_db().call("complete_job", job=job_id, video_key=video_key, thumbnail_key=thumb_key,
-                               source_url=source_url, result=result or {})
+    done: bool = get_db().call(
+        "complete_job",
+        job=job_id,
+        video_key=video_key,
+        thumbnail_key=thumb_key,
+        source_url=source_url,
+        result=result or {},
+    )
     return done
 
 

@@ -19,7 +19,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    i2v_home: Path = Field(default=Path(".i2v"), description="State dir: embedded Postgres, media, dev secret.")
+    i2v_home: Path = Field(
+        default=Path(".i2v"), description="State dir: embedded Postgres, media, dev secret."
+    )
     database_url: str | None = Field(default=None, description="Postgres URL; unset = embedded Postgres.")
     db_statement_timeout_ms: int = 15_000
     db_pool_size: int = 10

@@ -47,8 +47,15 @@ class Storage(ABC):
     """The storage contract."""
 
     @abstractmethod
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str, *, max_bytes: int | None = None,
-                   exact: bool = False) -> int:
+    def put_stream(
+        self,
+        key: str,
+        stream: IO[bytes],
+        content_type: str,
+        *,
+        max_bytes: int | None = None,
+        exact: bool = False,
+    ) -> int:
         """Store a stream under ``key`` atomically; return the bytes written.
 
         ``max_bytes`` refuses a longer stream; with ``exact`` a shorter one too. A refused stream stores nothing.
@@ -99,8 +106,15 @@ class LocalStorage(Storage):
             raise errors.BadRequest("Invalid storage key.")
         return path
 
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str, *, max_bytes: int | None = None,
-                   exact: bool = False) -> int:
+    def put_stream(
+        self,
+        key: str,
+        stream: IO[bytes],
+        content_type: str,
+        *,
+        max_bytes: int | None = None,
+        exact: bool = False,
+    ) -> int:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
@@ -168,9 +182,11 @@ class LocalStorage(Storage):
     def key_for_url(self, url: str) -> str | None:
         parts = urlsplit(url)
         prefix = urlsplit(self.base_url + "/media/")
-        if (parts.scheme, parts.netloc) != (prefix.scheme, prefix.netloc) or not parts.path.startswith(prefix.path):
+        if (parts.scheme, parts.netloc) != (prefix.scheme, prefix.netloc) or not parts.path.startswith(
+            prefix.path
+        ):
             return None
-        return parts.path[len(prefix.path):] or None
+        return parts.path[len(prefix.path) :] or None
 
 
 class S3Storage(Storage):
@@ -183,12 +199,22 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.endpoint_url = endpoint_url.rstrip("/") if endpoint_url else None
         self.region = region
-        config = Config(signature_version="s3v4", s3={"addressing_style": "path"} if endpoint_url else {},
-                        retries={"max_attempts": 3, "mode": "standard"})
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"} if endpoint_url else {},
+            retries={"max_attempts": 3, "mode": "standard"},
+        )
         self.client: Any = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
-    def put_stream(self, key: str, stream: IO[bytes], content_type: str, *, max_bytes: int | None = None,
-                   exact: bool = False) -> int:
+    def put_stream(
+        self,
+        key: str,
+        stream: IO[bytes],
+        content_type: str,
+        *,
+        max_bytes: int | None = None,
+        exact: bool = False,
+    ) -> int:
         counter = _CountingReader(stream, max_bytes, exact)
         # upload_fileobj streams in parts; the object appears only when the whole upload completes, and a
         # stream refused half-way aborts the multipart upload.
@@ -216,13 +242,19 @@ class S3Storage(Storage):
         return ObjectInfo(int(head["ContentLength"]), head.get("ContentType"))
 
     def download_url(self, key: str, ttl_s: int) -> str:
-        return str(self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s))
+        return str(
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s
+            )
+        )
 
     def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> UploadTarget:
         url = self.client.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
-            ExpiresIn=ttl_s, HttpMethod="PUT")
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+            ExpiresIn=ttl_s,
+            HttpMethod="PUT",
+        )
         return UploadTarget(str(url), "PUT", {"Content-Type": content_type}, int(time.time()) + ttl_s)
 
     def ref_url(self, key: str) -> str:
@@ -233,7 +265,7 @@ class S3Storage(Storage):
     def key_for_url(self, url: str) -> str | None:
         base = self.ref_url("")
         clean = url.split("?", 1)[0]
-        return clean[len(base):] or None if clean.startswith(base) else None
+        return clean[len(base) :] or None if clean.startswith(base) else None
 
 
 class _CountingReader:
@@ -267,10 +299,13 @@ def configure(base_url: str, settings: Settings | None = None) -> Storage:
     settings = settings or get_settings()
     with _lock:
         if settings.storage_bucket:
-            _current = S3Storage(settings.storage_bucket, endpoint_url=settings.s3_endpoint_url,
-                                 region=settings.s3_region)
+            _current = S3Storage(
+                settings.storage_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+            )
         else:
-            _current = LocalStorage(settings.media_dir, settings.base_url(base_url), settings.signing_secret())
+            _current = LocalStorage(
+                settings.media_dir, settings.base_url(base_url), settings.signing_secret()
+            )
         return _current
 
 
@@ -279,4 +314,3 @@ def get_storage() -> Storage:
     with _lock:
         current = _current
     return current or configure(get_settings().base_url("http://127.0.0.1:8000"))
-

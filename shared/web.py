@@ -23,9 +23,12 @@ log = logging.getLogger("i2v.http")
 _SF_STRING = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:=+/-]{1,128}$")
 M = TypeVar("M", bound=BaseModel)
+_LOC_KINDS = ("body", "query", "header", "path", "cookie")
 
 
-def idempotency_header(idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> str:
+def idempotency_header(
+    idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> str:
     """The request's Idempotency-Key (required)."""
     return idempotency_key(idempotency_key_header)
 
@@ -47,7 +50,9 @@ def idempotency_key(raw: str | None) -> str:
     match = _SF_STRING.match(raw)
     key = re.sub(r'\\(["\\])', r"\1", match.group(1)) if match else raw
     if not 1 <= len(key) <= 255 or not all(0x20 <= ord(c) <= 0x7E for c in key):
-        raise errors.InvalidField("Idempotency-Key", "The Idempotency-Key must be 1-255 printable ASCII characters.")
+        raise errors.InvalidField(
+            "Idempotency-Key", "The Idempotency-Key must be 1-255 printable ASCII characters."
+        )
     return key
 
 
@@ -62,13 +67,21 @@ def parse_body(model: type[M], body: Any) -> M:
 def _validation_error(problems: Iterable[Any]) -> errors.InvalidField:
     items = list(problems)
     first = items[0] if items else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     if first.get("type") == "json_invalid":
         return errors.InvalidField("body", "The request body is not valid JSON.")
-    field = ".".join(loc) or "body"
-    return errors.InvalidField(field, f"{field}: {first.get('msg', 'invalid value')}",
-                               problems=[{"field": ".".join(str(p) for p in i.get("loc", ()) if p != "body"),
-                                          "message": i.get("msg")} for i in items[:10]])
+    field = _field(first.get("loc", ())) or "body"
+    return errors.InvalidField(
+        field,
+        f"{field}: {first.get('msg', 'invalid value')}",
+        problems=[{"field": _field(i.get("loc", ())), "message": i.get("msg")} for i in items[:10]],
+    )
+
+
+def _field(loc: Iterable[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in _LOC_KINDS:
+        parts = parts[1:]
+    return ".".join(parts)
 
 
 def request_id(request: Request) -> str:
@@ -88,8 +101,11 @@ def error_response(request: Request, exc: errors.I2VError) -> JSONResponse:
     """Render any i2v error in the one JSON shape."""
     rid = request_id(request)
     if exc.status >= 500:
-        log.error("request failed", extra={"request_id": rid, "code": exc.code, "path": request.url.path},
-                  exc_info=exc.__cause__ or exc)
+        log.error(
+            "request failed",
+            extra={"request_id": rid, "code": exc.code, "path": request.url.path},
+            exc_info=exc.__cause__ or exc,
+        )
     headers = {"X-Request-Id": rid}
     if "retry_after" in exc.details:
         headers["Retry-After"] = str(exc.details["retry_after"])
@@ -139,9 +155,13 @@ def make_app(*routers: APIRouter, title: str = "i2v") -> FastAPI:
     """A FastAPI app with the error renderer, request ids and CORS, serving the given routers."""
     app = FastAPI(title=title, version="0.1.0", openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     _install_handlers(app)
-    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "PUT", "OPTIONS"],
-                       allow_headers=["authorization", "content-type", "idempotency-key", "x-request-id"],
-                       expose_headers=["x-request-id", "idempotent-replayed", "retry-after"])
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+        allow_headers=["authorization", "content-type", "idempotency-key", "x-request-id"],
+        expose_headers=["x-request-id", "idempotent-replayed", "retry-after"],
+    )
     for router in routers:
         app.include_router(router)
     return app

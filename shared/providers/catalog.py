@@ -75,8 +75,11 @@ class ModelSpec(BaseModel):
     def capabilities(self) -> dict[str, Any]:
         """What the API shows as the model's allowed settings."""
         return {
-            "resolutions": self.resolutions, "aspect_ratios": self.aspect_ratios, "durations": self.durations,
-            "defaults": self.defaults, "extra_options": sorted(self.extra_options),
+            "resolutions": self.resolutions,
+            "aspect_ratios": self.aspect_ratios,
+            "durations": self.durations,
+            "defaults": self.defaults,
+            "extra_options": sorted(self.extra_options),
         }
 
 
@@ -96,4 +99,6 @@ def find_model(ref: str) -> ModelSpec:
     for spec in models.values():
         if str(spec.id) == ref.lower():
             return spec
-    raise errors.UnknownModel(f"No model is called {ref!r}.", field="model_id", value=ref, allowed=sorted(models))
+    raise errors.UnknownModel(
+        f"No model is called {ref!r}.", field="model_id", value=ref, allowed=sorted(models)
+    )

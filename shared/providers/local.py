@@ -56,8 +56,10 @@ class LocalEngine(Provider):
         """Start the worker threads and pick up jobs a previous run left unfinished."""
         if self.running:
             return
-        self._threads = [threading.Thread(target=self._serve, name=f"i2v-engine-{i}", daemon=True)
-                         for i in range(max(1, workers))]
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"i2v-engine-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
         for thread in self._threads:
             thread.start()
         self.resume_unfinished()
@@ -117,16 +119,30 @@ class LocalEngine(Provider):
             video, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumb.jpg"
             try:
                 result = render_video(
-                    image, job["prompt"], resolution=settings["resolution"], aspect_ratio=settings["aspect_ratio"],
-                    duration=int(settings["duration"]), out_path=video, thumb_path=thumb,
+                    image,
+                    job["prompt"],
+                    resolution=settings["resolution"],
+                    aspect_ratio=settings["aspect_ratio"],
+                    duration=int(settings["duration"]),
+                    out_path=video,
+                    thumb_path=thumb,
                     progress=_progress_reporter(job_id),
                 )
             except ImageDecodeError as exc:
                 raise errors.InvalidField("image_url", str(exc)) from exc
             jobs.complete_with_files(
-                job_id, UUID(job["user_id"]), video, thumb,
-                result={"width": result.width, "height": result.height, "fps": result.fps,
-                        "frames": result.frames, "duration_s": result.duration_s, "motion": result.motion},
+                job_id,
+                UUID(job["user_id"]),
+                video,
+                thumb,
+                result={
+                    "width": result.width,
+                    "height": result.height,
+                    "fps": result.fps,
+                    "frames": result.frames,
+                    "duration_s": result.duration_s,
+                    "motion": result.motion,
+                },
             )
 
 
