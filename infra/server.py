@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from functions import (
+    cancel_video,
     create_upload_url,
     generate_video,
     get_credits,
@@ -38,6 +39,7 @@ FUNCTION_ROUTERS: list[APIRouter] = [
     list_models.router,
     get_credits.router,
     create_upload_url.router,
+    cancel_video.router,
     health.router,
 ]
 

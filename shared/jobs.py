@@ -15,7 +15,7 @@ from shared import errors, images
 from shared.auth import User
 from shared.db import get_db
 from shared.models import GenerateVideoRequest, VideoStatus
-from shared.providers.base import JobRequest
+from shared.providers.base import JobRequest, Provider
 from shared.providers.catalog import ModelSpec, find_model
 from shared.providers.registry import get_provider
 from shared.settings import get_settings
@@ -81,40 +81,57 @@ def check_model(spec: ModelSpec) -> None:
         raise errors.ModelUnavailable(f"{spec.slug} is not available: {reason}", model=spec.slug)
 
 
-def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequest) -> Outcome:
-    """Validate, then debit and create the job in one procedure call, then hand it to the provider."""
+@dataclass(frozen=True)
+class Prepared:
+    """A validated generate-video request: the model, its resolved settings and the price."""
+
+    spec: ModelSpec
+    provider: Provider
+    settings: dict[str, Any]
+    cost: int
+    upload_sha: str | None
+
+
+def prepare(user: User, req: GenerateVideoRequest) -> Prepared:
+    """Validate a request against the model (before any charge) and price it."""
     if req.user_id is not None and req.user_id != user.id:
         raise errors.Forbidden("user_id does not match the token's user.", field="user_id")
     spec = find_model(req.model_id)
     check_model(spec)
     resolved = resolve_settings(spec, req.settings.model_dump(exclude_none=True))
     upload_sha = _check_image(user, spec, req.image_url)
-    provider = get_provider(spec.provider)
+    cost = spec.price.credits(resolved["duration"], resolved["resolution"])
+    return Prepared(spec, get_provider(spec.provider), resolved, cost, upload_sha)
+
+
+def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequest) -> Outcome:
+    """Validate, then debit and create the job in one procedure call, then hand it to the provider."""
+    p = prepare(user, req)
     settings = get_settings()
     params: dict[str, Any] = dict(
         user=user.id,
         endpoint=ENDPOINT,
         key=key,
         fingerprint=fingerprint(raw_body),
-        model_id=spec.id,
-        model_slug=spec.slug,
-        provider=spec.provider,
+        model_id=p.spec.id,
+        model_slug=p.spec.slug,
+        provider=p.spec.provider,
         prompt=req.prompt,
         image_url=req.image_url,
-        settings=resolved,
-        cost=spec.price.credits(resolved["duration"], resolved["resolution"]),
+        settings=p.settings,
+        cost=p.cost,
         signup_credits=settings.signup_credits,
         ttl_s=settings.idempotency_ttl_s,
-        hold_s=_SUBMIT_HOLD_S if provider.remote_submit else 0,
-        upload_sha=upload_sha,
+        hold_s=_SUBMIT_HOLD_S if p.provider.remote_submit else 0,
+        upload_sha=p.upload_sha,
     )
     result = get_db().call("start_generation", **params)
     if result["outcome"] == "upload_unverified":
-        verify_upload(user, str(upload_sha))
+        verify_upload(user, str(p.upload_sha))
         result = get_db().call("start_generation", **params)
     outcome = _outcome(result)
     if result["outcome"] == "created":
-        job = JobRequest(UUID(outcome.body["job_id"]), user.id, spec, req.prompt, req.image_url, resolved)
+        job = JobRequest(UUID(outcome.body["job_id"]), user.id, p.spec, req.prompt, req.image_url, p.settings)
         submit(job)
     return outcome
 
@@ -128,6 +145,13 @@ def _outcome(result: dict[str, Any]) -> Outcome:
     if kind == "in_progress":
         raise errors.IdempotencyInFlight()
     if kind == "insufficient":
+        if result.get("debt"):
+            raise errors.InsufficientCredits(
+                f"The account owes {result['debt']} credits (a refunded purchase); buy credits to continue.",
+                balance=result["balance"],
+                cost=result["cost"],
+                debt=result["debt"],
+            )
         raise errors.InsufficientCredits(
             f"This video costs {result['cost']} credits; the balance is {result['balance']}.",
             balance=result["balance"],
@@ -189,6 +213,12 @@ def verify_upload(user: User, sha256: str) -> None:
         max_pixels=settings.max_image_pixels,
     )
     get_db().call("verify_upload", user=user.id, sha256=sha256, width=info.width, height=info.height)
+
+
+def cancel(user: User, job_id: UUID) -> VideoStatus:
+    """Cancel one of the caller's unfinished jobs, refunding it (a second cancel changes nothing)."""
+    get_db().call("cancel_job", user=user.id, job=job_id)
+    return status(user, job_id)
 
 
 def status(user: User, job_id: UUID) -> VideoStatus:

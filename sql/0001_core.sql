@@ -7,6 +7,8 @@ create type job_status as enum ('pending', 'processing', 'completed', 'failed', 
 create table accounts (
   user_id    uuid primary key,
   balance    bigint not null default 0 check (balance >= 0),
+  -- Credits owed (e.g. a purchase refunded after its credits were spent); new generations wait until it is 0.
+  debt       bigint not null default 0 check (debt >= 0),
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );

@@ -24,6 +24,7 @@ declare
   rec     idempotency_keys%rowtype;
   up      uploads%rowtype;
   bal     bigint;
+  owed    bigint;
   job     uuid;
   body    jsonb;
 begin
@@ -57,9 +58,9 @@ begin
       return jsonb_build_object('outcome', 'upload_unverified');
     end if;
   end if;
-  select balance into bal from accounts where user_id = p_user for update;
-  if bal < p_cost then
-    return jsonb_build_object('outcome', 'insufficient', 'balance', bal, 'cost', p_cost);
+  select balance, debt into bal, owed from accounts where user_id = p_user for update;
+  if bal < p_cost or owed > 0 then
+    return jsonb_build_object('outcome', 'insufficient', 'balance', bal, 'cost', p_cost, 'debt', owed);
   end if;
   insert into video_jobs (user_id, model_id, model_slug, provider, prompt, image_url, settings, credits_used)
   values (p_user, p_model_id, p_model_slug, p_provider, coalesce(p_prompt, ''), p_image_url, p_settings, p_cost)
