@@ -1,4 +1,14 @@
-"""A small typed client for the i2v HTTP API (used by the CLI, the demo and the MCP server)."""
+"""A small typed client for the i2v HTTP API (used by the CLI, the demo, ``i2v bulk`` and the MCP server).
+
+Errors::
+
+    ApiError            the API answered with an error (``status``, ``code``, ``message``, ``details``)
+      ApiUnreachable    no answer: connection refused, timeout, broken connection (after retries)
+
+Every call is retried, bounded by attempts and total time, on network errors, 408, 429, 5xx and
+``idempotency_in_flight``, honouring ``Retry-After`` up to a cap. Retrying is safe: reads are reads, uploads
+are content-addressed, and generate-video carries an Idempotency-Key.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +16,18 @@ import hashlib
 import mimetypes
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import stamina
 
 _TERMINAL = {"completed", "failed", "canceled"}
+_RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+_RETRY_AFTER_CAP_S = 30.0
+_IN_FLIGHT_WAIT_S = 5.0
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -24,7 +40,42 @@ class ApiError(Exception):
         self.message: str = err.get("message", f"HTTP {status}")
         self.details: dict[str, Any] = err.get("details", {})
         self.request_id: str | None = err.get("request_id")
+        self.retry_after: float | None = None
         super().__init__(f"{self.code}: {self.message}")
+
+
+class ApiUnreachable(ApiError):
+    """The API could not be reached (after retries)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(0, {"error": {"code": "unreachable", "message": f"cannot reach {url}: {reason}"}})
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    raw = resp.headers.get("retry-after", "").strip()
+    try:
+        return min(max(float(raw), 0.0), _RETRY_AFTER_CAP_S) if raw else None
+    except ValueError:
+        return None
+
+
+def _backoff(exc: Exception) -> bool | float:
+    """Whether (and after how long, when the server said) to retry a failed call."""
+    if isinstance(exc, httpx.TransportError):
+        return True
+    if not isinstance(exc, ApiError):
+        return False
+    if exc.code == "idempotency_in_flight":
+        return exc.retry_after or _IN_FLIGHT_WAIT_S
+    if exc.status in _RETRY_STATUSES:
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
+
+
+def _error(resp: httpx.Response) -> ApiError:
+    err = ApiError(resp.status_code, _json_or_empty(resp))
+    err.retry_after = _retry_after(resp)
+    return err
 
 
 class I2VClient:
@@ -37,9 +88,13 @@ class I2VClient:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        attempts: int = 6,
+        retry_timeout: float = 90.0,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
+        self.attempts = attempts
+        self.retry_timeout = retry_timeout
         self.http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
@@ -54,15 +109,26 @@ class I2VClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def retrying(self, fn: Callable[[], T], what: str) -> T:
+        """Run one request-making function, retrying transient failures; map network errors once."""
+        try:
+            for attempt in stamina.retry_context(
+                on=_backoff, attempts=self.attempts, timeout=self.retry_timeout, wait_max=10.0
+            ):
+                with attempt:
+                    return fn()
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(what, str(exc) or type(exc).__name__) from exc
+        raise AssertionError("stamina.retry_context ended without an attempt")  # pragma: no cover
+
     def _call(self, method: str, name: str, **kwargs: Any) -> Any:
-        resp = self.http.request(method, f"/functions/v1/{name}", **kwargs)
-        if resp.status_code >= 400:
-            try:
-                body = resp.json()
-            except ValueError:
-                body = {}
-            raise ApiError(resp.status_code, body)
-        return resp.json()
+        def once() -> Any:
+            resp = self.http.request(method, f"/functions/v1/{name}", **kwargs)
+            if resp.status_code >= 400:
+                raise _error(resp)
+            return resp.json()
+
+        return self.retrying(once, f"{self.base_url}/functions/v1/{name}")
 
     def health(self) -> dict[str, Any]:
         """GET health."""
@@ -79,26 +145,77 @@ class I2VClient:
         result: dict[str, Any] = self._call("GET", "get-credits", params={"limit": limit})
         return result
 
-    def upload_image(self, path: Path) -> str:
+    def upload_image(self, path: Path, content_type: str | None = None) -> str:
         """Upload a local image through create-upload-url (skipped when already stored); return its image_url."""
         data = path.read_bytes()
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if content_type == "image/jpg":
-            content_type = "image/jpeg"
+        if content_type is None:
+            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            if content_type == "image/jpg":
+                content_type = "image/jpeg"
+        return self.upload_bytes(data, content_type)
+
+    def upload_target(self, data: bytes, content_type: str) -> dict[str, Any]:
+        """POST create-upload-url for these bytes (their SHA-256 names them): the image_url and where to PUT."""
         body = {"content_type": content_type, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        target = self._call("POST", "create-upload-url", json=body)
+        target: dict[str, Any] = self._call("POST", "create-upload-url", json=body)
+        return target
+
+    def upload_bytes(self, data: bytes, content_type: str) -> str:
+        """Store image bytes (nothing is sent when this user already stored the same content); return image_url."""
+        target = self.upload_target(data, content_type)
         if not target.get("already_uploaded"):
-            resp = httpx.request(
-                target["upload_method"],
-                target["upload_url"],
-                content=data,
-                headers=target.get("upload_headers") or {},
-                timeout=120,
-            )
-            if resp.status_code >= 400:
-                raise ApiError(resp.status_code, _json_or_empty(resp))
+
+            def put() -> None:
+                resp = httpx.request(
+                    target["upload_method"],
+                    target["upload_url"],
+                    content=data,
+                    headers=target.get("upload_headers") or {},
+                    timeout=120,
+                )
+                if resp.status_code >= 400:
+                    raise _error(resp)
+
+            self.retrying(put, "the upload URL")
         image_url: str = target["image_url"]
         return image_url
+
+    def quote(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST quote: what generate-video would charge for this body, and the balance after; charges nothing."""
+        result: dict[str, Any] = self._call("POST", "quote", json=body)
+        return result
+
+    def list_videos(
+        self, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """GET list-videos: one page of the caller's jobs, newest first, and ``next_cursor``."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        result: dict[str, Any] = self._call("GET", "list-videos", params=params)
+        return result
+
+    def iter_videos(self, status: str | None = None, page_size: int = 200) -> Iterator[dict[str, Any]]:
+        """Every job of the caller, newest first, following the cursor page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_videos(status, page_size, cursor)
+            yield from page["videos"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    def job_counts(self) -> dict[str, Any]:
+        """GET status: the caller's job counts by status."""
+        result: dict[str, Any] = self._call("GET", "status")
+        return result
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """POST cancel-video: stop an unfinished job (refunded)."""
+        result: dict[str, Any] = self._call("POST", "cancel-video", json={"job_id": job_id})
+        return result
 
     def generate(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         """POST generate-video with an Idempotency-Key."""
@@ -125,14 +242,24 @@ class I2VClient:
         """Download a media URL atomically (temporary file, then rename)."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-        with httpx.stream("GET", url, timeout=120) as resp:
-            if resp.status_code >= 400:
-                raise ApiError(resp.status_code, {})
-            with tmp.open("wb") as out:
-                for chunk in resp.iter_bytes(1 << 20):
-                    out.write(chunk)
+        self.download_to(url, tmp)
         tmp.replace(dest)
         return dest
+
+    def download_to(self, url: str, path: Path) -> int:
+        """GET a media URL into ``path`` (overwritten), retrying transient failures; return the byte count."""
+
+        def fetch() -> int:
+            with httpx.stream("GET", url, timeout=120) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error(resp)
+                with path.open("wb") as out:
+                    for chunk in resp.iter_bytes(1 << 20):
+                        out.write(chunk)
+                return path.stat().st_size
+
+        return self.retrying(fetch, "the media URL")
 
 
 def _json_or_empty(resp: httpx.Response) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The ``i2v`` command: run the local stack, manage the database and credits, and the demo."""
+"""The ``i2v`` command: run the local stack, manage the database and credits, the demo, and the API client
+commands (``models``, ``credits``, ``jobs``, ``status``, ``download``, ``cancel``, ``bulk``, ``mcp``)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from client.api import I2VClient
     from shared.db import Database
 
 app = typer.Typer(
@@ -21,10 +24,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
-credits_app = typer.Typer(help="Credit commands (operator).", no_args_is_help=True)
+credits_app = typer.Typer(help="Your balance (no subcommand, via the API) and operator credit commands.")
 app.add_typer(db_app, name="db")
 app.add_typer(credits_app, name="credits")
 console = Console(stderr=True)
+out = Console()
 
 
 @contextmanager
@@ -80,6 +84,16 @@ def db_migrate() -> None:
         typer.echo(name)
 
 
+@app.command()
+def reconcile() -> None:
+    """Run one reconciliation pass over hosted jobs (lost webhooks, crashed submissions, unfinished mirroring)."""
+    from shared import hosted
+
+    with _database_unmigrated():
+        counts = hosted.reconcile_once()
+    typer.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to do")
+
+
 @app.command("dev-token")
 def dev_token(
     user: Annotated[str, typer.Option(help="User id (UUID) for the token's sub.")],
@@ -133,6 +147,206 @@ def demo(
     from client.demo import run_demo
 
     sys.exit(run_demo(output_dir=output_dir, duration=duration))
+
+
+# API client commands: each talks to the HTTP API (I2V_API_URL, I2V_TOKEN), never to the database.
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+ApiUrl = Annotated[str, typer.Option("--api-url", envvar="I2V_API_URL", help="Base URL of the i2v API.")]
+Token = Annotated[
+    str | None, typer.Option("--token", envvar="I2V_TOKEN", help="Access token (Bearer).", show_default=False)
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
+
+
+@contextmanager
+def _api(api_url: str, token: str | None, *, need_token: bool = True) -> Iterator[I2VClient]:
+    """A client of the API; an API error is explained and ends the command with exit code 1."""
+    from client import render
+    from client.api import ApiError, I2VClient
+
+    if need_token and not token:
+        console.print("[red]Set I2V_TOKEN or pass --token (local stack: i2v dev-token --user UUID).[/red]")
+        raise typer.Exit(2)
+    try:
+        with I2VClient(api_url, token) as api:
+            yield api
+    except ApiError as exc:
+        render.api_error(console, exc)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def models(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None, as_json: AsJson = False) -> None:
+    """List the models with their allowed settings and price."""
+    from client import render
+
+    with _api(api_url, token, need_token=False) as api:
+        items = api.list_models()
+    render.print_json(items) if as_json else render.models(out, items)
+
+
+@credits_app.callback(invoke_without_command=True)
+def credits_balance(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="Ledger entries to show.", min=1, max=200)] = 10,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show your balance and recent ledger entries (i2v credits grant is the operator command)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from client import render
+
+    with _api(api_url, token) as api:
+        body = api.credits(limit=limit)
+    render.print_json(body) if as_json else render.credits(out, body)
+
+
+@app.command()
+def jobs(
+    status: Annotated[
+        str | None, typer.Option(help="Only this status: pending, processing, completed, ...")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Jobs per page.", min=1, max=200)] = 20,
+    all_pages: Annotated[bool, typer.Option("--all", help="Every job, page after page.")] = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """List your jobs, newest first."""
+    from client import render
+
+    with _api(api_url, token) as api:
+        if all_pages:
+            videos, cursor = list(api.iter_videos(status)), None
+        else:
+            page = api.list_videos(status, limit)
+            videos, cursor = page["videos"], page["next_cursor"]
+    if as_json:
+        render.print_json({"videos": videos, "next_cursor": cursor})
+    else:
+        render.jobs(out, videos, cursor)
+
+
+@app.command()
+def status(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show one job's status."""
+    from client import render
+
+    with _api(api_url, token) as api:
+        job = api.status(job_id)
+    render.print_json(job) if as_json else render.job(out, job)
+
+
+@app.command()
+def cancel(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel a pending or processing job (its credits are refunded)."""
+    from client import render
+
+    with _api(api_url, token) as api:
+        job = api.cancel(job_id)
+    render.print_json(job) if as_json else render.job(out, job)
+
+
+@app.command()
+def download(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    output_dir: Annotated[Path, typer.Option(help="Where the video is saved.")] = Path("downloads"),
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Download a completed job's video as {job_id}_{model}_{YYYYmmdd_HHMMSS}.mp4 (skipped if present)."""
+    from client import render
+    from client.media import download_video, video_filename, video_tags
+
+    with _api(api_url, token) as api:
+        job = api.status(job_id)
+        if job["status"] != "completed":
+            console.print(f"[red]job {job_id} is {job['status']}: there is no video to download[/red]")
+            raise typer.Exit(1)
+        dest = output_dir / video_filename(job_id, job.get("model") or "video", job.get("created_at"))
+        if not dest.exists():
+            download_video(api, job["video_url"], dest, video_tags(job_id, None))
+    if as_json:
+        render.print_json({"job_id": job_id, "path": str(dest), "bytes": dest.stat().st_size})
+    else:
+        typer.echo(str(dest))
+
+
+@app.command()
+def bulk(
+    prompts_file: Annotated[
+        Path, typer.Argument(help="Prompts, one a line; blank lines and # comments ignored.")
+    ],
+    images_dir: Annotated[Path, typer.Option(help="Folder of jpg, jpeg, png and webp images.")],
+    model: Annotated[str, typer.Option(help="Model slug (i2v models lists them).")],
+    one_to_one: Annotated[bool, typer.Option(help="Pair the n-th image with the n-th prompt.")] = False,
+    resolution: Annotated[str | None, typer.Option(help="e.g. 480p, 720p (model default if unset).")] = None,
+    aspect_ratio: Annotated[str | None, typer.Option(help="e.g. 16:9, 9:16, 1:1.")] = None,
+    duration: Annotated[int | None, typer.Option(help="Seconds per video.")] = None,
+    output_dir: Annotated[Path, typer.Option(help="Videos, sidecars and the manifest go here.")] = Path(
+        "downloads"
+    ),
+    concurrency: Annotated[
+        int, typer.Option(help="Parallel uploads, submissions, polls, downloads.", min=1)
+    ] = 4,
+    dry_run: Annotated[
+        bool, typer.Option(help="Show the jobs, total credits and balance; charge nothing.")
+    ] = False,
+    retry_failed: Annotated[bool, typer.Option(help="Resubmit jobs that failed in an earlier run.")] = False,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between status checks.", min=0.05)] = 1.0,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+) -> None:
+    """Make a video of every image with every prompt (or one to one): paid once, downloaded once, resumable."""
+    from client.bulk import BulkOptions, run_bulk
+    from client.bulk_inputs import BulkInputError
+    from client.manifest import ManifestError
+
+    requested = {"resolution": resolution, "aspect_ratio": aspect_ratio, "duration": duration}
+    opts = BulkOptions(
+        prompts_file=prompts_file,
+        images_dir=images_dir,
+        model=model,
+        settings={k: v for k, v in requested.items() if v is not None},
+        output_dir=output_dir,
+        one_to_one=one_to_one,
+        concurrency=concurrency,
+        dry_run=dry_run,
+        retry_failed=retry_failed,
+        poll_interval=poll_interval,
+    )
+    try:
+        with _api(api_url, token) as api:
+            code = run_bulk(api, opts, console, out)
+    except (BulkInputError, ManifestError) as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def mcp(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None) -> None:
+    """Serve the i2v tools to an MCP client over stdio (quote, confirm, generate, wait, download)."""
+    if not token:
+        console.print("[red]Set I2V_TOKEN or pass --token.[/red]")
+        raise typer.Exit(2)
+    from client.mcp_server import serve
+
+    serve(api_url, token)
 
 
 def main() -> None:

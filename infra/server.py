@@ -17,18 +17,25 @@ from starlette.concurrency import run_in_threadpool
 
 from functions import (
     cancel_video,
+    create_checkout_session,
     create_upload_url,
+    fal_webhook,
     generate_video,
     get_credits,
     get_video_status,
     health,
+    list_credit_packs,
     list_models,
+    list_videos,
+    quote,
+    status,
+    stripe_webhook,
 )
+from shared import billing, errors, hosted, storage, uploads
 from shared import db as dbmod
-from shared import errors, storage, uploads
 from shared.migrations import migrate, sync_models
 from shared.providers.local import get_local_engine
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, get_settings, set_runtime_base_url
 from shared.web import make_app
 
 log = logging.getLogger("i2v.server")
@@ -40,6 +47,13 @@ FUNCTION_ROUTERS: list[APIRouter] = [
     get_credits.router,
     create_upload_url.router,
     cancel_video.router,
+    fal_webhook.router,
+    list_videos.router,
+    status.router,
+    quote.router,
+    list_credit_packs.router,
+    create_checkout_session.router,
+    stripe_webhook.router,
     health.router,
 ]
 
@@ -124,15 +138,21 @@ class LocalStack:
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
         sync_models(database)
-        storage.configure(self.base_url, self.settings)
+        set_runtime_base_url(self.base_url)
+        storage.configure(self.settings)
         if self.settings.local_engine:
             get_local_engine().start(self.settings.local_engine_workers)
         threading.Thread(target=self._housekeeping, name="i2v-housekeeping", daemon=True).start()
 
     def _housekeeping(self) -> None:
-        while not self._stop.wait(600):
+        """Reconcile hosted jobs every RECONCILE_INTERVAL_S; purge expired idempotency keys every 10 minutes."""
+        last_purge = 0.0
+        while not self._stop.wait(self.settings.reconcile_interval_s):
             try:
-                dbmod.get_db().call("purge_idempotency_keys")
+                hosted.reconcile_once()
+                if time.monotonic() - last_purge > 600:
+                    dbmod.get_db().call("purge_idempotency_keys")
+                    last_purge = time.monotonic()
             except errors.I2VError as exc:
                 log.warning("housekeeping failed: %s", exc.message)
 
@@ -169,6 +189,7 @@ class LocalStack:
         if self._thread is not None:
             self._thread.join(10)
         get_local_engine().stop()
+        billing.close()
         with contextlib.suppress(errors.I2VError):
             dbmod.get_db().close()
         if self.embedded is not None:

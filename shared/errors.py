@@ -7,12 +7,14 @@ The tree (HTTP status, stable ``code``)::
         InvalidField                  400 invalid_field         (details.field, details.allowed)
         ModelUnavailable              400 model_unavailable
         IdempotencyKeyMissing         400 idempotency_key_missing
+        InvalidSignature              400 invalid_signature     (a webhook whose signature does not verify)
       Unauthorized                    401 unauthorized
       InsufficientCredits             402 insufficient_credits
       Forbidden                       403 forbidden
       NotFound                        404 not_found
         UnknownModel                  404 unknown_model
         JobNotFound                   404 job_not_found
+        UnknownCreditPack             404 unknown_credit_pack   (details.allowed)
       MethodNotAllowed                405 method_not_allowed
       IdempotencyInFlight             409 idempotency_in_flight
       InvalidTransition               409 invalid_transition
@@ -82,6 +84,12 @@ class IdempotencyKeyMissing(BadRequest):
     code = "idempotency_key_missing"
 
 
+class InvalidSignature(BadRequest):
+    """The webhook signature is missing, does not match the body, or is too old."""
+
+    code = "invalid_signature"
+
+
 class Unauthorized(I2VError):
     """A valid bearer token is required."""
 
@@ -120,6 +128,12 @@ class JobNotFound(NotFound):
     """No such job for this user."""
 
     code = "job_not_found"
+
+
+class UnknownCreditPack(NotFound):
+    """No credit pack has that id."""
+
+    code = "unknown_credit_pack"
 
 
 class MethodNotAllowed(I2VError):

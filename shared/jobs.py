@@ -66,6 +66,7 @@ def resolve_settings(spec: ModelSpec, requested: dict[str, Any]) -> dict[str, An
                 f"{spec.slug} has no option {name!r}.",
                 allowed=sorted([*allowed, *spec.extra_options]),
             )
+        spec.extra_options[name].check(name, value)
         resolved[name] = value
     return resolved
 
@@ -100,7 +101,10 @@ def prepare(user: User, req: GenerateVideoRequest) -> Prepared:
     check_model(spec)
     resolved = resolve_settings(spec, req.settings.model_dump(exclude_none=True))
     upload_sha = _check_image(user, spec, req.image_url)
-    cost = spec.price.credits(resolved["duration"], resolved["resolution"])
+    settings = get_settings()
+    cost = spec.price.credits(
+        resolved, credits_per_usd=settings.credits_per_usd, margin=settings.credit_margin
+    )
     return Prepared(spec, get_provider(spec.provider), resolved, cost, upload_sha)
 
 
@@ -164,17 +168,28 @@ def _outcome(result: dict[str, Any]) -> Outcome:
     raise errors.I2VError(f"unexpected outcome {kind!r}")
 
 
-def submit(job: JobRequest) -> None:
-    """Hand a created job to its provider; a refused submission fails the job and refunds it."""
+def submit(job: JobRequest) -> str:
+    """Hand a created job to its provider.
+
+    A definite refusal fails the job and refunds it; an unknown outcome (the request may have reached the
+    provider) is recorded and left to the webhook or the reconciler's deadline, never resubmitted.
+    """
+    from shared.providers._http import SubmitOutcomeUnknown
+
     provider = get_provider(job.model.provider)
     try:
         sub = provider.submit(job)
-    except errors.ProviderError as exc:
+    except SubmitOutcomeUnknown as exc:
+        log.warning("submission outcome unknown", extra={"job_id": str(job.job_id), "error": exc.message})
+        get_db().call("mark_submit_unknown", job=job.job_id)
+        return "unknown"
+    except errors.I2VError as exc:
         log.warning("submission failed", extra={"job_id": str(job.job_id), "error": exc.message})
-        fail(job.job_id, f"The provider refused the job: {exc.message}")
-        return
+        fail(job.job_id, f"The provider refused the job: {exc.message}", kind="submit")
+        return "failed"
     if provider.remote_submit:
         get_db().call("mark_submitted", job=job.job_id, request_id=sub.request_id, urls=sub.urls or None)
+    return "submitted"
 
 
 def _check_image(user: User, spec: ModelSpec, url: str | None) -> str | None:
@@ -217,7 +232,15 @@ def verify_upload(user: User, sha256: str) -> None:
 
 def cancel(user: User, job_id: UUID) -> VideoStatus:
     """Cancel one of the caller's unfinished jobs, refunding it (a second cancel changes nothing)."""
-    get_db().call("cancel_job", user=user.id, job=job_id)
+    job = get_db().call("get_job", user=user.id, job=job_id)
+    if job is None:
+        raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
+    if job["provider"] == "fal":
+        from shared import hosted
+
+        hosted.cancel(job_id, user.id)
+    else:
+        get_db().call("cancel_job", user=user.id, job=job_id)
     return status(user, job_id)
 
 
@@ -226,6 +249,11 @@ def status(user: User, job_id: UUID) -> VideoStatus:
     job = get_db().call("get_job", user=user.id, job=job_id)
     if job is None:
         raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
+    if job["provider"] == "fal" and job["status"] in ("pending", "processing"):
+        from shared import hosted
+
+        if hosted.refresh_if_stale(job):
+            job = get_db().call("get_job", user=user.id, job=job_id)
     return status_view(job)
 
 
@@ -243,6 +271,9 @@ def status_view(job: dict[str, Any]) -> VideoStatus:
         if done and job.get("thumbnail_key")
         else None,
         error_message=job.get("error_message"),
+        queue_position=job.get("queue_position"),
+        logs=[str(entry.get("message", "")) for entry in (job.get("logs") or []) if isinstance(entry, dict)]
+        or None,
         model=job.get("model"),
         credits_used=job.get("credits_used"),
         created_at=job.get("created_at"),
@@ -288,9 +319,12 @@ def complete_with_files(
     return done
 
 
-def fail(job_id: UUID, message: str) -> bool:
-    """Mark a job failed and refund it (once)."""
-    failed: bool = get_db().call("fail_job", job=job_id, error=message)
+def fail(job_id: UUID, message: str, *, kind: str | None = None) -> bool:
+    """Mark a job failed and refund it (once); ``kind`` records why (provider, submit, deadline, mirror, input)."""
+    if kind is None:
+        failed: bool = get_db().call("fail_job", job=job_id, error=message)
+    else:
+        failed = get_db().call("fail_job_kind", job=job_id, error=message, kind=kind)
     return failed
 
 

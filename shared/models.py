@@ -48,6 +48,8 @@ class VideoStatus(BaseModel):
     thumbnail_url: str | None = None
     error_message: str | None = None
     progress: float | None = None
+    queue_position: int | None = None
+    logs: list[str] | None = None
     model: str | None = None
     credits_used: int | None = None
     created_at: datetime | None = None
@@ -89,6 +91,8 @@ class Credits(BaseModel):
     """Body of GET get-credits."""
 
     balance: int
+    debt: int = 0
+    """Credits owed after a refunded purchase whose credits were spent; new generations wait until it is 0."""
     entries: list[LedgerEntry]
 
 
@@ -122,3 +126,34 @@ class Health(BaseModel):
     """Body of GET health."""
 
     status: Literal["ok"]
+
+
+class VideoSummary(VideoStatus):
+    """One job of GET list-videos: its status plus what was asked for."""
+
+    prompt: str = ""
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class VideoList(BaseModel):
+    """Body of GET list-videos: one page, newest first."""
+
+    videos: list[VideoSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
+
+
+class JobCounts(BaseModel):
+    """Body of GET status: the caller's jobs counted by status."""
+
+    counts: dict[JobStatusName, int]
+    total: int
+
+
+class Quote(BaseModel):
+    """Body of POST quote: what generate-video would charge for the same body."""
+
+    model: str
+    credits: int
+    balance: int
+    balance_after: int = Field(description="balance - credits; negative when the balance does not cover it")
+    settings: dict[str, Any]

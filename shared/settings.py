@@ -41,6 +41,37 @@ class Settings(BaseSettings):
     local_engine: bool = True
     local_engine_workers: int = 2
     allow_private_image_urls: bool = False
+    # Pricing of hosted models: credits = provider USD x CREDITS_PER_USD x CREDIT_MARGIN, rounded up.
+    credits_per_usd: float = Field(default=100.0, gt=0)
+    credit_margin: float = Field(default=1.3, gt=0)
+    # fal.ai
+    fal_key: str | None = None
+    fal_queue_url: str = "https://queue.fal.run"
+    fal_rest_url: str = "https://rest.fal.ai"
+    fal_cdn_url: str = "https://v3.fal.media"
+    fal_jwks_url: str = "https://rest.fal.ai/.well-known/jwks.json"
+    # Provider HTTP calls: retries bounded by attempts and total time; a breaker opens after repeated failures.
+    provider_retry_attempts: int = 5
+    provider_retry_timeout_s: float = 20.0
+    provider_http_timeout_s: float = 10.0
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 30.0
+    # Reconciliation of hosted jobs.
+    reconcile_interval_s: float = 30.0
+    webhook_quiet_s: int = 120
+    job_deadline_s: int = 2 * 3600
+    status_stale_s: int = 30  # get-video-status asks the provider about a job this quiet ...
+    status_poll_min_interval_s: int = 15  # ... at most this often
+    mirror_max_bytes: int = 2 * 1024**3
+    mirror_lease_s: int = 300
+    # Stripe (buying credits). Without STRIPE_SECRET_KEY / STRIPE_WEBHOOK_SECRET the purchase endpoints answer 503.
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = Field(default=None, description="Stripe API URL; unset = api.stripe.com.")
+    checkout_success_url: str | None = Field(
+        default=None, description="After payment; Stripe fills in {CHECKOUT_SESSION_ID}."
+    )
+    checkout_cancel_url: str | None = None
     log_level: str = "INFO"
 
     @property
@@ -66,10 +97,6 @@ class Settings(BaseSettings):
         """The secret that signs local media and upload URLs (kept in I2V_HOME)."""
         return _dev_secret(self.home / "url-signing-secret").encode()
 
-    def base_url(self, fallback: str) -> str:
-        """How outside callers reach this server."""
-        return (self.public_base_url or fallback).rstrip("/")
-
 
 def _dev_secret(path: Path) -> str:
     """Read a secret kept in a file, creating it atomically (first writer wins) when absent."""
@@ -84,6 +111,22 @@ def _dev_secret(path: Path) -> str:
         finally:
             tmp.unlink()
     return path.read_text().strip()
+
+
+_runtime_base_url: list[str] = []
+
+
+def set_runtime_base_url(url: str) -> None:
+    """Record where this process serves HTTP (the local server calls this at start-up)."""
+    _runtime_base_url[:] = [url.rstrip("/")]
+
+
+def public_base_url() -> str:
+    """How outside callers (provider webhooks included) reach this server: PUBLIC_BASE_URL, else the local URL."""
+    settings = get_settings()
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    return _runtime_base_url[0] if _runtime_base_url else "http://127.0.0.1:8000"
 
 
 @lru_cache(maxsize=1)

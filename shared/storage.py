@@ -20,7 +20,7 @@ from typing import IO, Any
 from urllib.parse import urlencode, urlsplit
 
 from shared import errors
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, get_settings, public_base_url
 
 CHUNK = 1024 * 1024
 
@@ -293,8 +293,8 @@ _current: Storage | None = None
 _lock = threading.Lock()
 
 
-def configure(base_url: str, settings: Settings | None = None) -> Storage:
-    """Build the process-wide storage from settings; ``base_url`` is where this server is reached."""
+def configure(settings: Settings | None = None) -> Storage:
+    """Build the process-wide storage from settings (local objects are served at ``public_base_url()``)."""
     global _current
     settings = settings or get_settings()
     with _lock:
@@ -303,9 +303,7 @@ def configure(base_url: str, settings: Settings | None = None) -> Storage:
                 settings.storage_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
             )
         else:
-            _current = LocalStorage(
-                settings.media_dir, settings.base_url(base_url), settings.signing_secret()
-            )
+            _current = LocalStorage(settings.media_dir, public_base_url(), settings.signing_secret())
         return _current
 
 
@@ -313,4 +311,4 @@ def get_storage() -> Storage:
     """The process-wide storage (configured from settings on first use)."""
     with _lock:
         current = _current
-    return current or configure(get_settings().base_url("http://127.0.0.1:8000"))
+    return current or configure()

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import stamina
 
 _HOME = Path(tempfile.mkdtemp(prefix="i2v-test-"))
 os.environ.update(
@@ -21,6 +22,7 @@ os.environ.update(
         "SIGNUP_CREDITS": "0",
         "LOCAL_ENGINE": "true",
         "LOCAL_ENGINE_WORKERS": "2",
+    "RECONCILE_INTERVAL_S": "3600",
         "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR") or str(_HOME / "run"),
     }
 )
@@ -38,6 +40,7 @@ from shared.db import Database, get_db  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+stamina.set_testing(True, attempts=5)  # provider retries run for real, without sleeping
 
 
 @pytest.fixture(scope="session")

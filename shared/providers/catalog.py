@@ -23,25 +23,96 @@ _NAMESPACE = uuid.UUID("6f1c7c62-7a7e-4b55-9f3e-8d0a2f3e5b10")
 
 
 class FieldMap(BaseModel):
-    """How one setting is written into the provider's input."""
+    """How one of our settings is written into the provider's input.
+
+    ``values`` translates our vocabulary to the provider's (``720p`` -> ``768P``); ``omit`` lists our values for
+    which the field is left out (the provider's own default applies); ``type`` says how a duration is written:
+    ``int`` 5, ``string`` "5", ``string_s`` "5s", ``frames`` ``duration * fps + frames_offset`` frames.
+    """
 
     model_config = ConfigDict(extra="forbid")
     field: str
-    type: Literal["int", "string", "string_s"] = "int"  # "string_s": 5 -> "5s"
+    type: Literal["int", "string", "string_s", "frames", "raw"] = "raw"
+    values: dict[str, Any] = Field(default_factory=dict)
+    omit: list[Any] = Field(default_factory=list)
+    fps: int = 16
+    frames_offset: int = 1
+    accepts: Literal["string", "int", "number", "bool", "any"] = (
+        "any"  # for extra options: the value's JSON type
+    )
+    maximum: float | None = None
+    minimum: float | None = None
+
+    def check(self, name: str, value: Any) -> None:
+        """Refuse an extra-option value of the wrong type or range, naming the setting."""
+        kinds: dict[str, tuple[type, ...]] = {
+            "string": (str,),
+            "int": (int,),
+            "number": (int, float),
+            "bool": (bool,),
+            "any": (object,),
+        }
+        ok = isinstance(value, kinds[self.accepts]) and not (
+            self.accepts in ("int", "number") and isinstance(value, bool)
+        )
+        if ok and isinstance(value, int | float) and not isinstance(value, bool):
+            ok = (self.minimum is None or value >= self.minimum) and (
+                self.maximum is None or value <= self.maximum
+            )
+        if ok and isinstance(value, str):
+            ok = len(value) <= 2000
+        if not ok:
+            limits = "" if self.minimum is None else f" between {self.minimum} and {self.maximum}"
+            raise errors.InvalidField(
+                f"settings.{name}", f"settings.{name} must be a {self.accepts}{limits}."
+            )
+
+    def write(self, value: Any, into: dict[str, Any]) -> None:
+        """Put ``value`` into the provider input ``into`` (or leave the field out)."""
+        if value in self.omit:
+            return
+        if str(value) in self.values:
+            into[self.field] = self.values[str(value)]
+        elif self.type == "int":
+            into[self.field] = int(value)
+        elif self.type == "string":
+            into[self.field] = str(value)
+        elif self.type == "string_s":
+            into[self.field] = f"{value}s"
+        elif self.type == "frames":
+            into[self.field] = int(value) * self.fps + self.frames_offset
+        else:
+            into[self.field] = value
 
 
 class PriceRule(BaseModel):
-    """Credits charged: ``base + per_second * duration``, scaled by a resolution multiplier, rounded up."""
+    """What one video costs.
+
+    ``unit: credits`` prices directly in credits; ``unit: usd`` states the provider's published price, turned into
+    credits with CREDITS_PER_USD and CREDIT_MARGIN. Cost = (base + per_second * max(0, duration - included_seconds))
+    x resolution multiplier x option multipliers, rounded up, at least 1 credit.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    unit: Literal["credits", "usd"] = "credits"
     base: float = 0
     per_second: float = 0
+    included_seconds: int = 0
     resolution_multiplier: dict[str, float] = Field(default_factory=dict)
-    provider_usd: str | None = None  # the provider's published price, for reference
+    option_multiplier: dict[str, dict[str, float]] = Field(default_factory=dict)
 
-    def credits(self, duration: int, resolution: str) -> int:
-        """The credits one video with these settings costs (at least 1)."""
-        raw = (self.base + self.per_second * duration) * self.resolution_multiplier.get(resolution, 1.0)
+    def credits(
+        self, settings: dict[str, Any], *, credits_per_usd: float = 100.0, margin: float = 1.0
+    ) -> int:
+        """The credits one video with these (resolved) settings costs."""
+        duration = int(settings.get("duration") or 0)
+        raw = self.base + self.per_second * max(0, duration - self.included_seconds)
+        raw *= self.resolution_multiplier.get(str(settings.get("resolution")), 1.0)
+        for option, table in self.option_multiplier.items():
+            if option in settings:
+                raw *= table.get(str(settings[option]).lower(), 1.0)
+        if self.unit == "usd":
+            raw *= credits_per_usd * margin
         return max(1, math.ceil(round(raw, 6)))
 
 
@@ -61,8 +132,11 @@ class ModelSpec(BaseModel):
     aspect_ratios: list[str]
     durations: list[int]
     defaults: dict[str, Any]
-    inputs: dict[str, FieldMap] = Field(default_factory=dict)
-    extra_options: dict[str, str] = Field(default_factory=dict)  # option name -> provider field
+    inputs: dict[str, FieldMap] = Field(
+        default_factory=dict
+    )  # prompt, image, resolution, aspect_ratio, duration
+    extra_options: dict[str, FieldMap] = Field(default_factory=dict)  # option name -> provider field
+    fixed_input: dict[str, Any] = Field(default_factory=dict)
     output_video: str = "video.url"
     price: PriceRule
     notes: str | None = None
@@ -71,6 +145,32 @@ class ModelSpec(BaseModel):
     def id(self) -> uuid.UUID:
         """A stable id derived from the slug (the same in every deployment)."""
         return uuid.uuid5(_NAMESPACE, self.slug)
+
+    def provider_input(self, prompt: str, image_url: str | None, settings: dict[str, Any]) -> dict[str, Any]:
+        """The provider's input JSON for one job, built from the data above (no per-model code)."""
+        body: dict[str, Any] = dict(self.fixed_input)
+        FieldMap.model_validate(self.inputs.get("prompt") or {"field": "prompt"}).write(prompt, body)
+        if image_url:
+            (self.inputs.get("image") or FieldMap(field="image_url")).write(image_url, body)
+        for name in ("resolution", "aspect_ratio", "duration"):
+            if name in self.inputs and name in settings:
+                self.inputs[name].write(settings[name], body)
+        for name, mapping in self.extra_options.items():
+            if name in settings:
+                mapping.write(settings[name], body)
+        return body
+
+    def output_url(self, output: Any) -> str | None:
+        """The video URL inside the provider's output, following ``output_video`` (e.g. ``video.url``)."""
+        node = output
+        for part in self.output_video.split("."):
+            if isinstance(node, list):
+                node = node[int(part)] if part.isdigit() and int(part) < len(node) else None
+            elif isinstance(node, dict):
+                node = node.get(part)
+            else:
+                return None
+        return node if isinstance(node, str) and node else None
 
     def capabilities(self) -> dict[str, Any]:
         """What the API shows as the model's allowed settings."""

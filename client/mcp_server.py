@@ -1,0 +1,256 @@
+"""``i2v mcp``: a stdio MCP server that lets agents quote, confirm, submit, follow and fetch i2v videos.
+
+It is a client of the public HTTP API (``I2V_API_URL``, ``I2V_TOKEN``), built on the official ``mcp`` SDK.
+Money safety: ``generate_video`` submits only with ``confirm=true`` after the same arguments were quoted in this
+session (by ``quote_video``, or by ``generate_video`` without ``confirm``), and its Idempotency-Key is derived
+from the arguments (image content or URL, prompt, model, settings) plus an optional ``request_id``, so an
+agent's retry of the same call replays the first job instead of paying twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, ConfigDict, Field
+
+from client.api import ApiError, I2VClient
+from client.bulk_inputs import sniff_content_type
+from client.media import download_video, video_filename, video_tags
+
+WAIT_LIMIT_S = 50.0
+ImageRef = Annotated[str, Field(description="a local image file path (uploaded for free) or an http(s) URL")]
+Prompt = Annotated[str, Field(description="what the camera or scene should do")]
+ModelSlug = Annotated[str, Field(description="a model slug from list_models, e.g. local-motion")]
+_TERMINAL = ("completed", "failed", "canceled")
+_MODEL_FIELDS = (
+    "slug",
+    "name",
+    "available",
+    "unavailable_reason",
+    "requires_image",
+    "resolutions",
+    "aspect_ratios",
+    "durations",
+    "defaults",
+    "extra_options",
+    "price",
+    "notes",
+)
+INSTRUCTIONS = (
+    "Image-to-video generation billed in credits. Flow: list_models for the allowed settings; quote_video to "
+    "learn the price; ask the user to confirm; generate_video with the same arguments and confirm=true; "
+    "wait_for_video (repeat until done); download_video. Retrying generate_video with the same arguments (and "
+    "request_id) never charges twice; pass a new request_id to make another video from the same arguments."
+)
+
+
+class VideoSettings(BaseModel):
+    """Output settings; list_models gives each model's allowed values (omitted ones take the model default)."""
+
+    model_config = ConfigDict(extra="allow")
+    resolution: str | None = Field(default=None, description="e.g. 480p, 720p, 1080p, auto")
+    aspect_ratio: str | None = Field(default=None, description="e.g. 16:9, 9:16, 1:1, auto")
+    duration: int | None = Field(default=None, description="seconds")
+
+
+class I2VTools:
+    """The tools, over one API client."""
+
+    def __init__(self, api: I2VClient) -> None:
+        self.api = api
+        self._quoted: set[str] = set()
+        self._lock = threading.Lock()
+
+    def list_models(self) -> dict[str, Any]:
+        """List the video models with their allowed resolutions, aspect ratios, durations, defaults and price."""
+        with _tool_errors():
+            return {"models": [{k: m.get(k) for k in _MODEL_FIELDS} for m in self.api.list_models()]}
+
+    def quote_video(
+        self, image: ImageRef, prompt: Prompt, model: ModelSlug, settings: VideoSettings | None = None
+    ) -> dict[str, Any]:
+        """Price a video without charging: the credits it costs, the balance and the balance after."""
+        with _tool_errors():
+            body, identity = self._request(image, prompt, model, settings)
+            quote = self.api.quote(body)
+        self._remember(identity)
+        return {**quote, "next_step": "confirm with the user, then call generate_video with confirm=true"}
+
+    def generate_video(
+        self,
+        image: ImageRef,
+        prompt: Prompt,
+        model: ModelSlug,
+        settings: VideoSettings | None = None,
+        confirm: Annotated[
+            bool, Field(description="true only after the user accepted the quoted price")
+        ] = False,
+        request_id: Annotated[
+            str | None, Field(description="optional; a new value makes another video from the same arguments")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Start a video job (charged). Needs confirm=true after a quote of the same arguments.
+
+        Without confirm it only quotes and refuses. The same arguments and request_id always name the same job:
+        retrying is safe; use a new request_id for another video from identical arguments.
+        """
+        with _tool_errors():
+            body, identity = self._request(image, prompt, model, settings)
+            if not confirm:
+                quote = self.api.quote(body)
+                self._remember(identity)
+                raise ToolError(
+                    f"Not submitted: this video costs {quote['credits']} credits (balance {quote['balance']}, "
+                    f"after {quote['balance_after']}). Ask the user to confirm, then call generate_video again "
+                    "with the same arguments and confirm=true."
+                )
+            if not self._was_quoted(identity):
+                raise ToolError(
+                    "Quote first: call quote_video with the same arguments, confirm the price with the user, "
+                    "then call generate_video with confirm=true."
+                )
+            key = "i2v-mcp-" + hashlib.sha256(f"{identity}\n{request_id or ''}".encode()).hexdigest()[:48]
+            created = self.api.generate(body, key)
+        return {**created, "idempotency_key": key, "next_step": "call wait_for_video with this job_id"}
+
+    def get_video_status(self, job_id: str) -> dict[str, Any]:
+        """The job's status, progress, error and (once completed) video and thumbnail URLs."""
+        with _tool_errors():
+            return self.api.status(job_id)
+
+    async def wait_for_video(
+        self, job_id: str, ctx: Context, timeout_seconds: float = 45.0
+    ) -> dict[str, Any]:
+        """Wait for a job to finish, reporting progress; returns within ~50 s with the current status.
+
+        ``done`` is false when it returned before the job finished: call it again.
+        """
+        limit = min(max(timeout_seconds, 1.0), WAIT_LIMIT_S)
+        deadline = time.monotonic() + limit
+        last = -1.0
+        while True:
+            with _tool_errors():
+                job = await anyio.to_thread.run_sync(self.api.status, job_id)
+            percent = 100.0 if job["status"] == "completed" else round(100 * (job.get("progress") or 0.0), 1)
+            if percent > last:
+                await ctx.report_progress(percent, 100.0, f"{job['status']} {percent:.0f}%")
+                last = percent
+            if job["status"] in _TERMINAL:
+                return {**job, "done": True}
+            if time.monotonic() + 1.0 > deadline:
+                return {**job, "done": False, "next_step": "still running: call wait_for_video again"}
+            await anyio.sleep(1.0)
+
+    def cancel_video(self, job_id: str) -> dict[str, Any]:
+        """Cancel a pending or processing job; its credits are refunded."""
+        with _tool_errors():
+            return self.api.cancel(job_id)
+
+    def get_credits(self, limit: int = 10) -> dict[str, Any]:
+        """The credit balance and the most recent ledger entries."""
+        with _tool_errors():
+            return self.api.credits(limit=max(1, min(limit, 200)))
+
+    def download_video(self, job_id: str, path: str) -> dict[str, Any]:
+        """Download a completed video to ``path`` (a file, or an existing directory to name it in)."""
+        with _tool_errors():
+            job = self.api.status(job_id)
+            if job["status"] != "completed":
+                raise ToolError(f"Job {job_id} is {job['status']}, not completed; call wait_for_video first.")
+            dest = Path(path).expanduser()
+            if dest.is_dir() or path.endswith(("/", "\\")):
+                dest = dest / video_filename(job_id, job.get("model") or "video", job.get("created_at"))
+            try:
+                saved, _ = download_video(self.api, job["video_url"], dest, video_tags(job_id, None))
+            except OSError as exc:
+                raise ToolError(f"Cannot write {dest}: {exc.strerror or exc}") from exc
+        return {"job_id": job_id, "path": str(saved.resolve()), "bytes": saved.stat().st_size}
+
+    def _request(
+        self, image: str, prompt: str, model: str, settings: VideoSettings | None
+    ) -> tuple[dict[str, Any], str]:
+        """The generate-video body and an identity of the arguments (the image by content, not by path)."""
+        values = settings.model_dump(exclude_none=True) if settings else {}
+        if image.startswith(("http://", "https://")):
+            image_url, image_id = image, image
+        else:
+            image_url, image_id = self._upload(image)
+        body = {"model_id": model, "prompt": prompt, "image_url": image_url, "settings": values}
+        identity = json.dumps([image_id, prompt, model, values], sort_keys=True, separators=(",", ":"))
+        return body, identity
+
+    def _upload(self, image: str) -> tuple[str, str]:
+        path = Path(image).expanduser()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ToolError(f"Cannot read the image {path}: {exc.strerror or exc}.") from exc
+        content_type = sniff_content_type(data)
+        if content_type is None:
+            raise ToolError(f"{path} is not a JPEG, PNG or WebP image.")
+        return self.api.upload_bytes(data, content_type), "sha256:" + hashlib.sha256(data).hexdigest()
+
+    def _remember(self, identity: str) -> None:
+        with self._lock:
+            self._quoted.add(identity)
+
+    def _was_quoted(self, identity: str) -> bool:
+        with self._lock:
+            return identity in self._quoted
+
+
+@contextmanager
+def _tool_errors() -> Iterator[None]:
+    """Turn API errors into tool errors an agent can act on."""
+    try:
+        yield
+    except ApiError as exc:
+        raise ToolError(_explain(exc)) from exc
+
+
+def _explain(exc: ApiError) -> str:
+    details = exc.details
+    allowed = ", ".join(map(str, details.get("allowed") or []))
+    if exc.code == "insufficient_credits":
+        return f"Insufficient credits: {exc.message} Buy credits, or pick cheaper settings (quote_video prices them)."
+    if exc.code == "unknown_model":
+        return f"Unknown model: {exc.message} Models: {allowed}."
+    if details.get("field"):
+        hint = f" Allowed values: {allowed}." if allowed else ""
+        return f"Invalid {details['field']}: {exc.message}{hint}"
+    return f"{exc.code}: {exc.message}"
+
+
+def build_server(api: I2VClient) -> MCPServer[Any]:
+    """The MCP server with every i2v tool registered."""
+    tools = I2VTools(api)
+    server: MCPServer[Any] = MCPServer("i2v", instructions=INSTRUCTIONS)
+    for fn in (
+        tools.list_models,
+        tools.quote_video,
+        tools.generate_video,
+        tools.get_video_status,
+        tools.wait_for_video,
+        tools.cancel_video,
+        tools.get_credits,
+        tools.download_video,
+    ):
+        server.add_tool(fn, name=fn.__name__, description=inspect.cleandoc(fn.__doc__ or ""))
+    return server
+
+
+def serve(api_url: str, token: str) -> None:
+    """Serve the tools over stdio until the client disconnects."""
+    with I2VClient(api_url, token) as api:
+        build_server(api).run("stdio")

@@ -1,0 +1,93 @@
+"""How the API-client commands print: rich tables for people, ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from client.api import ApiError
+
+
+def print_json(value: Any) -> None:
+    """Print a value as indented JSON on stdout (plain, no markup)."""
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def api_error(console: Console, exc: ApiError) -> None:
+    """Explain an API error: its message, the field and the allowed values when the API names them."""
+    console.print(f"[red]{exc.code}: {exc.message}[/red]", highlight=False)
+    if exc.details.get("field"):
+        console.print(f"  field: {exc.details['field']}", highlight=False)
+    if exc.details.get("allowed"):
+        console.print(f"  allowed: {', '.join(map(str, exc.details['allowed']))}", highlight=False)
+
+
+def models(out: Console, items: list[dict[str, Any]]) -> None:
+    """The model catalog as a table."""
+    table = Table(title="i2v models")
+    for column in ("model", "available", "resolutions", "aspect ratios", "durations (s)", "defaults"):
+        table.add_column(column)
+    for m in items:
+        table.add_row(
+            m["slug"],
+            "yes" if m["available"] else f"no: {m.get('unavailable_reason') or ''}",
+            ", ".join(m["resolutions"]),
+            ", ".join(m["aspect_ratios"]),
+            ", ".join(map(str, m["durations"])),
+            ", ".join(f"{k}={v}" for k, v in m["defaults"].items()),
+        )
+    out.print(table)
+
+
+def credits(out: Console, body: dict[str, Any]) -> None:
+    """The balance and the recent ledger entries."""
+    out.print(f"balance: {body['balance']} credits")
+    if body.get("entries"):
+        table = Table()
+        for column in ("when", "delta", "kind", "reason", "job"):
+            table.add_column(column)
+        for e in body["entries"]:
+            table.add_row(
+                e["created_at"][:19], str(e["delta"]), e["kind"], e.get("reason") or "", e.get("job_id") or ""
+            )
+        out.print(table)
+
+
+def jobs(out: Console, videos: list[dict[str, Any]], next_cursor: str | None) -> None:
+    """A page of jobs as a table."""
+    table = Table(title="i2v jobs (newest first)")
+    for column in ("job", "status", "model", "credits", "created", "prompt"):
+        table.add_column(column)
+    for v in videos:
+        prompt = v.get("prompt") or ""
+        table.add_row(
+            v["job_id"],
+            v["status"],
+            v.get("model") or "",
+            str(v.get("credits_used", "")),
+            (v.get("created_at") or "")[:19],
+            prompt if len(prompt) <= 40 else prompt[:39] + "…",
+        )
+    out.print(table)
+    if next_cursor:
+        out.print("more jobs: use --all (or --limit)")
+
+
+def job(out: Console, body: dict[str, Any]) -> None:
+    """One job's status as aligned lines."""
+    for key in (
+        "job_id",
+        "status",
+        "progress",
+        "model",
+        "credits_used",
+        "error_message",
+        "video_url",
+        "created_at",
+    ):
+        if body.get(key) is not None:
+            out.print(f"{key:>13}: {body[key]}", highlight=False, soft_wrap=True)

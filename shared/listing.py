@@ -1,0 +1,69 @@
+"""The caller's jobs: one page of them newest first (keyset pagination), and counts by status.
+
+A cursor is opaque to clients: the URL-safe base64 of ``<created_at in epoch microseconds>.<job id>`` naming the
+last job of the previous page. Each call is one procedure call.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
+from uuid import UUID
+
+from shared import errors
+from shared.auth import User
+from shared.db import get_db
+from shared.jobs import status_view
+from shared.models import JobCounts, JobStatusName, VideoList, VideoSummary
+
+STATUSES: list[str] = list(get_args(JobStatusName))
+MAX_LIMIT = 200
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def encode_cursor(created_at: datetime, job_id: UUID) -> str:
+    """The opaque cursor that resumes listing after this job."""
+    micros = (created_at - _EPOCH) // _MICROSECOND
+    return base64.urlsafe_b64encode(f"{micros}.{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The (created_at, id) a cursor names, or a 400 naming ``cursor``."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        micros, _, job_id = raw.partition(".")
+        return _EPOCH + int(micros) * _MICROSECOND, UUID(job_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
+        raise errors.InvalidField("cursor", "The cursor is not one this API returned.") from exc
+
+
+def list_videos(user: User, status: str | None, limit: int, cursor: str | None) -> VideoList:
+    """One page of the caller's jobs, newest first, optionally of one status."""
+    if status is not None and status not in STATUSES:
+        raise errors.InvalidField("status", f"Unknown status {status!r}.", allowed=STATUSES)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise errors.InvalidField("limit", f"limit must be between 1 and {MAX_LIMIT}.")
+    after: tuple[datetime | None, UUID | None] = decode_cursor(cursor) if cursor else (None, None)
+    page = get_db().call(
+        "list_videos", user=user.id, status=status, limit=limit, cursor_created=after[0], cursor_id=after[1]
+    )
+    videos = [_summary(job) for job in page["jobs"]]
+    nxt = page.get("next")
+    next_cursor = encode_cursor(datetime.fromisoformat(nxt["created_at"]), UUID(nxt["id"])) if nxt else None
+    return VideoList(videos=videos, next_cursor=next_cursor)
+
+
+def _summary(job: dict[str, Any]) -> VideoSummary:
+    view = status_view(job)
+    return VideoSummary(
+        **view.model_dump(), prompt=job.get("prompt") or "", settings=job.get("settings") or {}
+    )
+
+
+def job_counts(user: User) -> JobCounts:
+    """The caller's jobs counted by status (every status present, zero included)."""
+    counts: dict[str, int] = get_db().call("job_counts", user=user.id)
+    return JobCounts.model_validate({"counts": counts, "total": sum(counts.values())})

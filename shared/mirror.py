@@ -1,0 +1,113 @@
+"""Mirroring: copy a provider's finished video into our storage before its URL expires, then complete the job.
+
+The download streams to a temporary file in bounded chunks (memory stays flat whatever the size), checks the
+content type and that every announced byte arrived, makes a thumbnail, and stores both atomically: no partial
+object is ever visible. One job is mirrored by one worker at a time (a lease in Postgres); a failed attempt is
+retried by the reconciler, and after ``MAX_ATTEMPTS`` the job fails and is refunded.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from shared import errors, jobs
+from shared.db import get_db
+from shared.settings import get_settings
+
+log = logging.getLogger("i2v.mirror")
+MAX_ATTEMPTS = 10
+_CHUNK = 1 << 20
+_VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
+
+
+class MirrorError(errors.ProviderUnavailable):
+    """The provider's video could not be copied this time."""
+
+    code = "mirror_failed"
+
+
+def download(url: str, dest: Path, *, max_bytes: int, client: httpx.Client | None = None) -> int:
+    """Stream ``url`` into ``dest`` (bounded memory); refuse non-video content, oversize and truncated bodies."""
+    own = client or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+    written = 0
+    try:
+        with own.stream("GET", url) as resp:
+            if resp.status_code != 200:
+                raise MirrorError(f"The provider's video answered HTTP {resp.status_code}.")
+            content_type = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type and not content_type.startswith(_VIDEO_TYPES):
+                raise MirrorError(f"The provider's file is {content_type}, not a video.")
+            declared = resp.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise MirrorError(f"The provider's video is larger than {max_bytes} bytes.")
+            with dest.open("wb") as out:
+                for chunk in resp.iter_raw(_CHUNK):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise MirrorError(f"The provider's video is larger than {max_bytes} bytes.")
+                    out.write(chunk)
+            if declared and declared.isdigit() and written != int(declared):
+                raise MirrorError(f"The provider's video was cut short ({written} of {declared} bytes).")
+    except httpx.HTTPError as exc:
+        raise MirrorError(f"Downloading the provider's video failed: {type(exc).__name__}.") from exc
+    finally:
+        if client is None:
+            own.close()
+    if written == 0:
+        raise MirrorError("The provider's video is empty.")
+    return written
+
+
+def thumbnail(video: Path, dest: Path) -> bool:
+    """Write a JPEG of the video's first frame; False when the file has no decodable video frame."""
+    import av  # heavy; only the mirroring path needs it
+
+    try:
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                image = frame.to_image()  # type: ignore[no-untyped-call]
+                image.convert("RGB").save(dest, "JPEG", quality=85)
+                return True
+    except (av.FFmpegError, IndexError, OSError) as exc:
+        log.warning("no thumbnail: %s", exc)
+    return False
+
+
+def mirror_job(job_id: UUID) -> bool:
+    """Mirror one job whose result was recorded; True when it completed now."""
+    settings = get_settings()
+    db = get_db()
+    if not db.call("claim_mirror", job=job_id, lease_s=settings.mirror_lease_s):
+        return False
+    job: dict[str, Any] = db.call("job_for_provider", job=job_id)
+    try:
+        with jobs.work_dir() as tmp:
+            video, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumb.jpg"
+            size = download(job["result_url"], video, max_bytes=settings.mirror_max_bytes)
+            has_thumb = thumbnail(video, thumb)
+            done = jobs.complete_with_files(
+                job_id,
+                UUID(job["user_id"]),
+                video,
+                thumb if has_thumb else None,
+                source_url=job["result_url"],
+                result={"bytes": size},
+            )
+        log.info("mirrored", extra={"job_id": str(job_id), "bytes": size})
+        return done
+    except MirrorError as exc:
+        db.call("release_mirror", job=job_id)
+        attempts = int(db.call("mirror_attempts", job=job_id) or 0)
+        log.warning(
+            "mirroring failed", extra={"job_id": str(job_id), "attempt": attempts, "error": exc.message}
+        )
+        if attempts >= MAX_ATTEMPTS and job["status"] in ("pending", "processing"):
+            jobs.fail(job_id, f"The finished video could not be copied: {exc.message}", kind="mirror")
+        return False

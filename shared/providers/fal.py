@@ -1,0 +1,219 @@
+"""fal.ai: queue submission with a completion webhook, status, result and cancel; images handed over by URL.
+
+Queue calls go through ``providers._http`` (bounded retries honouring Retry-After, a circuit breaker): fal-client's
+own fixed retry loop (ten attempts, fixed sleeps, no Retry-After) cannot be bounded to a function's time limit.
+The CDN upload of images kept in local storage uses the official fal-client. URLs follow FAL_QUEUE_URL,
+FAL_REST_URL and FAL_CDN_URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+import httpx
+
+from shared import errors
+from shared.db import get_db
+from shared.providers import _http
+from shared.providers.base import JobRequest, Provider, Submission
+from shared.providers.catalog import ModelSpec
+from shared.settings import get_settings, public_base_url
+from shared.storage import LocalStorage, get_storage
+
+log = logging.getLogger("i2v.fal")
+_IMAGE_URL_TTL_S = 6 * 3600
+_fal_client_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """What the queue says about one request."""
+
+    state: Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "UNKNOWN"]
+    queue_position: int | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def webhook_url(job_id: object) -> str:
+    """Where fal delivers the completion of one job (the job id lets a result be re-attached after a crash)."""
+    return f"{public_base_url()}/functions/v1/fal-webhook?job_id={job_id}"
+
+
+def app_path(endpoint: str) -> str:
+    """``owner/app`` of an endpoint id (status, result and cancel URLs drop the subpath)."""
+    parts = endpoint.split("/")
+    if parts[0] in ("workflows", "comfy"):
+        return "/".join(parts[:3])
+    if len(parts) == 1:
+        number, _, alias = parts[0].partition("-")
+        if number.isdigit() and alias:
+            return f"{number}/{alias}"
+        raise ValueError(f"invalid fal endpoint id {endpoint!r}")
+    return "/".join(parts[:2])
+
+
+class FalProvider(Provider):
+    """Jobs on fal's queue."""
+
+    name: ClassVar[str] = "fal"
+    remote_submit: ClassVar[bool] = True
+
+    def __init__(self, client: httpx.Client | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> httpx.Client:
+        """The HTTP client (created on first use)."""
+        if self._client is None:
+            self._client = _http.make_client()
+        return self._client
+
+    def unavailable_reason(self) -> str | None:
+        if not get_settings().fal_key:
+            return "fal is not configured (set FAL_KEY)"
+        return None
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Key {get_settings().fal_key}", "Accept": "application/json"}
+
+    def _queue(self, path: str) -> str:
+        return f"{get_settings().fal_queue_url.rstrip('/')}/{path.lstrip('/')}"
+
+    def submit(self, job: JobRequest) -> Submission:
+        image = self.image_for_fal(job.image_url, job.user_id) if job.image_url else None
+        body = job.model.provider_input(job.prompt, image, job.settings)
+        url = self._queue(job.model.endpoint) + "?fal_webhook=" + quote(webhook_url(job.job_id), safe="")
+        resp = _http.request(
+            self.client, "POST", url, provider=self.name, idempotent=False, json=body, headers=self._headers()
+        )
+        if resp.status_code >= 400:
+            raise errors.ProviderJobFailed(
+                f"fal refused the job: {_http.error_detail(resp)}", provider=self.name
+            )
+        data = resp.json()
+        urls = {k: str(data[k]) for k in ("status_url", "response_url", "cancel_url") if data.get(k)}
+        return Submission(request_id=str(data["request_id"]), urls=urls)
+
+    def _urls(self, job: dict[str, Any], spec: ModelSpec) -> dict[str, str]:
+        stored: dict[str, str] = job.get("urls") or {}
+        base = self._queue(f"{app_path(spec.endpoint)}/requests/{job['request_id']}")
+        return {
+            "status_url": stored.get("status_url") or f"{base}/status",
+            "response_url": stored.get("response_url") or base,
+            "cancel_url": stored.get("cancel_url") or f"{base}/cancel",
+        }
+
+    def status(self, job: dict[str, Any], spec: ModelSpec) -> ProviderStatus:
+        """The queue status of a submitted job (with logs)."""
+        url = self._urls(job, spec)["status_url"]
+        resp = _http.request(
+            self.client,
+            "GET",
+            url,
+            provider=self.name,
+            idempotent=True,
+            params={"logs": "1"},
+            headers=self._headers(),
+        )
+        if resp.status_code == 404:
+            return ProviderStatus("UNKNOWN", error="fal does not know this request")
+        if resp.status_code >= 400:
+            raise errors.ProviderUnavailable(
+                f"fal status failed: {_http.error_detail(resp)}", provider=self.name
+            )
+        data = resp.json()
+        state = data.get("status")
+        if state not in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"):
+            state = "UNKNOWN"
+        logs = [entry for entry in (data.get("logs") or []) if isinstance(entry, dict)][-20:]
+        return ProviderStatus(state, data.get("queue_position"), logs, data.get("error"))
+
+    def result(self, job: dict[str, Any], spec: ModelSpec) -> Any:
+        """The model output of a completed job; a model error raises ``ProviderJobFailed``."""
+        url = self._urls(job, spec)["response_url"]
+        resp = _http.request(
+            self.client, "GET", url, provider=self.name, idempotent=True, headers=self._headers()
+        )
+        if 400 <= resp.status_code < 500:
+            raise errors.ProviderJobFailed(
+                f"fal could not generate this video: {_http.error_detail(resp)}", provider=self.name
+            )
+        return resp.json()
+
+    def cancel(
+        self, job: dict[str, Any], spec: ModelSpec
+    ) -> Literal["requested", "already_completed", "not_found"]:
+        """Ask fal to cancel; says whether it was accepted, too late, or unknown."""
+        url = self._urls(job, spec)["cancel_url"]
+        resp = _http.request(
+            self.client, "PUT", url, provider=self.name, idempotent=True, headers=self._headers()
+        )
+        if resp.status_code < 300:
+            return "requested"
+        status = _json_field(resp, "status")
+        if resp.status_code == 400 and status == "ALREADY_COMPLETED":
+            return "already_completed"
+        if resp.status_code == 404:
+            return "not_found"
+        raise errors.ProviderError(f"fal cancel failed: {_http.error_detail(resp)}", provider=self.name)
+
+    def image_for_fal(self, image_url: str, user_id: object) -> str:
+        """A URL fal can fetch: public URLs pass through; our objects are presigned (S3) or put on fal's CDN."""
+        storage = get_storage()
+        key = storage.key_for_url(image_url)
+        if key is None:
+            return image_url
+        if not isinstance(storage, LocalStorage):
+            return storage.download_url(key, _IMAGE_URL_TTL_S)
+        sha = key.rsplit("/", 1)[-1].split(".", 1)[0]
+        cached = get_db().call("get_provider_upload", provider=self.name, sha256=sha)
+        if cached:
+            return str(cached)
+        info = storage.info(key)
+        data = storage.read(key, get_settings().max_image_bytes)
+        url = self._upload_to_cdn(
+            data, (info.content_type if info else None) or "image/jpeg", key.rsplit("/", 1)[-1]
+        )
+        get_db().call("put_provider_upload", provider=self.name, sha256=sha, url=url)
+        return url
+
+    def _upload_to_cdn(self, data: bytes, content_type: str, file_name: str) -> str:
+        import fal_client
+        import fal_client.client as fal_module
+
+        settings = get_settings()
+        with _fal_client_lock:
+            # fal-client has no host argument: its documented seam is these module globals.
+            fal_module.REST_URL = settings.fal_rest_url.rstrip("/")
+            fal_module.CDN_URL = settings.fal_cdn_url.rstrip("/")
+            client = fal_client.SyncClient(key=settings.fal_key)
+            try:
+                return str(client.upload(data, content_type, file_name))
+            except (httpx.HTTPError, fal_client.client.FalClientHTTPError) as exc:
+                raise errors.ProviderUnavailable(
+                    "Uploading the image to fal's CDN failed.", provider=self.name
+                ) from exc
+
+
+def _json_field(resp: httpx.Response, name: str) -> Any:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body.get(name) if isinstance(body, dict) else None
+
+
+_provider: FalProvider | None = None
+
+
+def get_fal() -> FalProvider:
+    """The process-wide fal provider."""
+    global _provider
+    if _provider is None:
+        _provider = FalProvider()
+    return _provider
