@@ -59,6 +59,7 @@ class BulkRun:
         self.manifest = Manifest.load(opts.output_dir)
         self.image_urls: dict[str, str] = {}
         self.refused: str | None = None
+        self.untagged = False
 
     def run(self) -> int:
         """Carry the run out; return the exit code (0 only when every job's video is downloaded)."""
@@ -294,7 +295,10 @@ class BulkRun:
         dest = self.opts.output_dir / name
         try:
             if not dest.exists():
-                download_video(self.api, job["video_url"], dest, video_tags(entry.job_id, spec.prompt))
+                _, tagged = download_video(
+                    self.api, job["video_url"], dest, video_tags(entry.job_id, spec.prompt)
+                )
+                self.untagged = self.untagged or not tagged
             finished = entry.finished_at or now_iso()
             entry = self.manifest.update(
                 spec.key,
@@ -329,6 +333,10 @@ class BulkRun:
             )
         self.out.print(table)
         self.out.print(f"{done} of {len(specs)} videos in {self.opts.output_dir}")
+        if self.untagged:
+            self.console.print(
+                "[yellow]PyAV is not installed: videos were saved without metadata tags[/yellow]"
+            )
         return 0 if done == len(specs) else 1
 
 

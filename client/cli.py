@@ -344,8 +344,11 @@ def mcp(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None) -> None:
     if not token:
         console.print("[red]Set I2V_TOKEN or pass --token.[/red]")
         raise typer.Exit(2)
-    from client.mcp_server import serve
-
+    try:
+        from client.mcp_server import serve
+    except ModuleNotFoundError as exc:
+        console.print(f"[red]{exc.name} is missing: install the mcp extra (pip install 'i2v[mcp]').[/red]")
+        raise typer.Exit(2) from None
     serve(api_url, token)
 
 

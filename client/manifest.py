@@ -114,4 +114,4 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 def now_iso() -> str:
     """The current UTC time as ISO 8601."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -7,7 +7,6 @@ import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from client.api import I2VClient
 
@@ -64,7 +63,7 @@ def download_video(
                 tagged_part.replace(part)
                 tagged = True
             except TaggingUnavailable:
-                pass
+                tagged = False  # PyAV is optional for clients: keep the video, untagged
         part.replace(dest)
         return dest, tagged
     finally:
@@ -84,9 +83,3 @@ def video_tags(job_id: str, prompt: str | None) -> dict[str, str]:
 def sidecar_path(video: Path) -> Path:
     """The ``.json`` next to a video."""
     return video.with_suffix(".json")
-
-
-def sidecar(entry: dict[str, Any]) -> dict[str, Any]:
-    """The sidecar's content, in a stable key order."""
-    order = ("job_id", "prompt", "model", "settings", "image", "credits", "idempotency_key", "file")
-    return {k: entry[k] for k in order if k in entry} | {k: v for k, v in entry.items() if k not in order}

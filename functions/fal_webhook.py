@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from shared import hosted, mirror
+from shared.settings import get_settings
 from shared.web import lambda_handler
 
 router = APIRouter()
@@ -22,7 +23,7 @@ async def fal_webhook(
     """Record fal's verdict at once (well inside fal's 15 s), then copy the video after answering."""
     body = await request.body()
     outcome = await run_in_threadpool(hosted.handle_fal_webhook, dict(request.headers), body, job_id)
-    if outcome.mirror is not None:
+    if outcome.mirror is not None and get_settings().mirror_after_webhook:
         background.add_task(mirror.mirror_job, outcome.mirror)
     return JSONResponse({"received": True, "result": outcome.result})
 

@@ -8,8 +8,11 @@ no server-side prepared statements).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -85,9 +88,16 @@ class Database:
     def _execute(self, query: sql.Composed | sql.SQL, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self._lock:
             self.round_trips += 1
-        with self._connection() as conn:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
+        stats = _request_stats.get()
+        started = time.perf_counter()
+        try:
+            with self._connection() as conn:
+                cur = conn.execute(query, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            if stats is not None:
+                stats.round_trips += 1
+                stats.seconds += time.perf_counter() - started
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -98,6 +108,24 @@ class Database:
             raise _map_error(exc) from exc
         except TimeoutError as exc:  # psycopg_pool.PoolTimeout subclasses it
             raise errors.ServiceUnavailable("The database is not reachable.") from exc
+
+
+@dataclass
+class RequestStats:
+    """Database round trips made while serving one request (reported in its Server-Timing header)."""
+
+    round_trips: int = 0
+    seconds: float = 0.0
+
+
+_request_stats: ContextVar[RequestStats | None] = ContextVar("i2v_db_request_stats", default=None)
+
+
+def track_request() -> RequestStats:
+    """Start counting this request's database round trips (the context is shared with its worker thread)."""
+    stats = RequestStats()
+    _request_stats.set(stats)
+    return stats
 
 
 _default: Database | None = None

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     status_poll_min_interval_s: int = 15  # ... at most this often
     mirror_max_bytes: int = 2 * 1024**3
     mirror_lease_s: int = 300
+    # Copy the video right after answering fal's webhook; false leaves it to the reconciler (e.g. short Lambdas).
+    mirror_after_webhook: bool = True
     # Stripe (buying credits). Without STRIPE_SECRET_KEY / STRIPE_WEBHOOK_SECRET the purchase endpoints answer 503.
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str | None = None

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import errors
 from shared.auth import User, bearer_token, verify_token
+from shared.db import track_request
 
 log = logging.getLogger("i2v.http")
 _SF_STRING = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
@@ -139,9 +140,13 @@ def _install_handlers(app: FastAPI) -> None:
     @app.middleware("http")
     async def _tag(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         rid = request_id(request)
+        stats = track_request()
         response = await call_next(request)
         response.headers.setdefault("X-Request-Id", rid)
         response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["Server-Timing"] = (
+            f'db;dur={stats.seconds * 1000:.1f};desc="{stats.round_trips} round trips"'
+        )
         return response
 
 

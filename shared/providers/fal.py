@@ -65,6 +65,7 @@ class FalProvider(Provider):
 
     def __init__(self, client: httpx.Client | None = None) -> None:
         self._client = client
+        self._cdn_urls: dict[str, str] = {}  # content hash -> fal CDN URL (also kept in Postgres)
 
     @property
     def client(self) -> httpx.Client:
@@ -171,8 +172,9 @@ class FalProvider(Provider):
         if not isinstance(storage, LocalStorage):
             return storage.download_url(key, _IMAGE_URL_TTL_S)
         sha = key.rsplit("/", 1)[-1].split(".", 1)[0]
-        cached = get_db().call("get_provider_upload", provider=self.name, sha256=sha)
+        cached = self._cdn_urls.get(sha) or get_db().call("get_provider_upload", provider=self.name, sha256=sha)
         if cached:
+            self._cdn_urls[sha] = str(cached)
             return str(cached)
         info = storage.info(key)
         data = storage.read(key, get_settings().max_image_bytes)
@@ -180,6 +182,7 @@ class FalProvider(Provider):
             data, (info.content_type if info else None) or "image/jpeg", key.rsplit("/", 1)[-1]
         )
         get_db().call("put_provider_upload", provider=self.name, sha256=sha, url=url)
+        self._cdn_urls[sha] = url
         return url
 
     def _upload_to_cdn(self, data: bytes, content_type: str, file_name: str) -> str:

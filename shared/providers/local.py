@@ -65,7 +65,14 @@ class LocalEngine(Provider):
         self.resume_unfinished()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Let the workers finish their current job, then stop them."""
+        """Let the workers finish their current job, then stop them; queued jobs stay pending for the next start."""
+        while True:
+            try:
+                job_id = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            with self._lock:
+                self._active.discard(job_id)
         for _ in self._threads:
             self._queue.put(_STOP)
         for thread in self._threads:
