@@ -46,7 +46,7 @@ def summary(values: list[float]) -> dict[str, float]:
 def local_stack(**env: str) -> Iterator[str]:
     """Start the local stack in this process (settings from ``env``); yields its base URL."""
     home = Path(tempfile.mkdtemp(prefix="i2v-bench-"))
-    os.environ.update({"I2V_HOME": str(home), "RECONCILE_INTERVAL_S": "3600", **env})
+    os.environ.update({"I2V_HOME": str(home), "RECONCILE_INTERVAL_S": "3600", "LOG_LEVEL": "WARNING", **env})
     os.environ.setdefault("XDG_RUNTIME_DIR", str(home))
     os.environ.pop("DATABASE_URL", None)
     from infra.server import LocalStack

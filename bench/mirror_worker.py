@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 import uuid
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not ru_maxrss: on Linux that keeps the parent's peak at fork."""
+    for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115 (a tiny read)
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main() -> None:
@@ -19,11 +26,11 @@ def main() -> None:
     if not get_settings().database_url:
         sys.exit("DATABASE_URL must be set")
     get_db().ping()
-    baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline_mb = peak_rss_mb()
     started = time.perf_counter()
     done = mirror.mirror_job(job_id)
     elapsed = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(json.dumps({"completed": done, "mirror_s": round(elapsed, 3), "rss_before_mb": round(baseline_mb, 1),
                       "peak_rss_mb": round(peak_mb, 1)}))
 

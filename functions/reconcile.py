@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared import hosted
+from shared import hosted, logs
+from shared.db import get_db
 
 log = logging.getLogger("i2v.reconcile")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Run one reconciliation pass (EventBridge schedule); returns the count of each action taken."""
-    counts = hosted.reconcile_once()
-    log.info("reconciled", extra={"counts": counts})
-    return {"reconciled": counts}
+    """Run one reconciliation pass (EventBridge schedule) and purge expired Idempotency-Keys; returns the counts."""
+    logs.configure()
+    with logs.scope(aws_request_id=getattr(context, "aws_request_id", None)):
+        counts = hosted.reconcile_once()
+        purged = int(get_db().call("purge_idempotency_keys") or 0)
+        log.info("reconciled", extra={"event": "reconcile", "counts": counts, "purged_keys": purged})
+    return {"reconciled": counts, "purged_keys": purged}

@@ -31,7 +31,7 @@ from functions import (
     status,
     stripe_webhook,
 )
-from shared import billing, errors, hosted, storage, uploads
+from shared import billing, errors, hosted, logs, storage, uploads
 from shared import db as dbmod
 from shared.migrations import migrate, sync_models
 from shared.providers.local import get_local_engine
@@ -123,6 +123,7 @@ class LocalStack:
 
     def prepare(self) -> None:
         """Start (or connect to) Postgres, apply migrations, configure storage and start the engine."""
+        logs.configure(self.settings.log_level)
         url = self.settings.database_url
         if not url:
             from infra.postgres import EmbeddedPostgres
@@ -133,6 +134,7 @@ class LocalStack:
             url,
             max_size=self.settings.db_pool_size,
             statement_timeout_ms=self.settings.db_statement_timeout_ms,
+            transaction_pooler=self.settings.uses_transaction_pooler(),
         )
         applied = migrate(database)
         if applied:

@@ -2,7 +2,9 @@
 
 The only module that imports psycopg. Every statement is a single procedure call in autocommit mode, so each
 call is one round trip and one transaction, and it works through a transaction-mode pooler (no session state,
-no server-side prepared statements).
+no server-side prepared statements). The statement timeout is a connection option, or, behind a transaction
+pooler (which cannot carry per-client options), ``SET LOCAL`` inside each call's own transaction, pipelined with
+the call so it stays one round trip. Each connection is checked when taken from the pool and replaced when dead.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from shared import errors
+from shared import errors, logs
 from shared.settings import get_settings
 
 _SQLSTATE_ERRORS: dict[str, type[errors.I2VError]] = {
@@ -29,16 +31,43 @@ _SQLSTATE_ERRORS: dict[str, type[errors.I2VError]] = {
     "I2V03": errors.InvalidTransition,
     "I2V04": errors.BadRequest,
 }
+# Procedures that move a job between states (or claim it for a step); each call is logged with its job id.
+_JOB_TRANSITIONS = frozenset(
+    {
+        "start_generation",
+        "claim_submit",
+        "mark_submitted",
+        "mark_submit_unknown",
+        "mark_processing",
+        "record_provider_status",
+        "record_provider_result",
+        "claim_mirror",
+        "release_mirror",
+        "complete_job",
+        "fail_job",
+        "fail_job_kind",
+        "cancel_job",
+    }
+)
 
 
 class Database:
     """A pool of connections to one database, and the procedure-call API over it."""
 
     def __init__(
-        self, url: str, *, min_size: int = 1, max_size: int = 10, statement_timeout_ms: int = 0
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        statement_timeout_ms: int = 0,
+        transaction_pooler: bool = False,
     ) -> None:
         kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
-        if statement_timeout_ms > 0:
+        self._local_timeout = (
+            str(statement_timeout_ms) if transaction_pooler and statement_timeout_ms > 0 else None
+        )
+        if statement_timeout_ms > 0 and not transaction_pooler:
             kwargs["options"] = f"-c statement_timeout={statement_timeout_ms}"
         self.url = url
         self.round_trips = 0
@@ -60,7 +89,10 @@ class Database:
     def call(self, function: str, **params: Any) -> Any:
         """Call one stored function with named parameters (``p_`` is prefixed) and return its scalar result."""
         rows = self._execute(_call_sql(function, params), _bind(params))
-        return rows[0][0] if rows else None
+        result = rows[0][0] if rows else None
+        if function in _JOB_TRANSITIONS:
+            logs.job_transition(function, params, result)
+        return result
 
     def call_rows(self, function: str, **params: Any) -> list[tuple[Any, ...]]:
         """Call a set-returning stored function and return all of its rows."""
@@ -92,12 +124,22 @@ class Database:
         started = time.perf_counter()
         try:
             with self._connection() as conn:
-                cur = conn.execute(query, params)
+                cur = self._run(conn, query, params)
                 return cur.fetchall() if cur.description else []
         finally:
             if stats is not None:
                 stats.round_trips += 1
                 stats.seconds += time.perf_counter() - started
+
+    def _run(
+        self, conn: psycopg.Connection[Any], query: sql.Composed | sql.SQL, params: dict[str, Any]
+    ) -> psycopg.Cursor[Any]:
+        if self._local_timeout is None:
+            return conn.execute(query, params)
+        with conn.pipeline(), conn.transaction():  # BEGIN, SET LOCAL, the call, COMMIT: one round trip
+            conn.execute("select set_config('statement_timeout', %s, true)", (self._local_timeout,))
+            cur = conn.execute(query, params)
+        return cur
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -154,6 +196,7 @@ def get_db() -> Database:
                 settings.database_url,
                 max_size=settings.db_pool_size,
                 statement_timeout_ms=settings.db_statement_timeout_ms,
+                transaction_pooler=settings.uses_transaction_pooler(),
             )
         return _default
 

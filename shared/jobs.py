@@ -303,11 +303,11 @@ def complete_with_files(
     """Mirror a finished video (and thumbnail) into storage, then mark the job completed."""
     storage = get_storage()
     video_key = f"videos/{user_id}/{job_id}.mp4"
-    storage.put_file(video_key, video, "video/mp4")
+    storage.put_file(video_key, video, "video/mp4", move=True)
     thumb_key = None
     if thumbnail is not None and thumbnail.exists():
         thumb_key = f"thumbnails/{user_id}/{job_id}.jpg"
-        storage.put_file(thumb_key, thumbnail, "image/jpeg")
+        storage.put_file(thumb_key, thumbnail, "image/jpeg", move=True)
     done: bool = get_db().call(
         "complete_job",
         job=job_id,
@@ -329,5 +329,7 @@ def fail(job_id: UUID, message: str, *, kind: str | None = None) -> bool:
 
 
 def work_dir() -> tempfile.TemporaryDirectory[str]:
-    """A scratch directory for one job's files."""
-    return tempfile.TemporaryDirectory(prefix="i2v-job-")
+    """A scratch directory for one job's files, under I2V_HOME (so finished files can be renamed into storage)."""
+    base = get_settings().home / "work"
+    base.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix="job-", dir=base)

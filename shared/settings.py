@@ -9,6 +9,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +18,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """All i2v settings, read once from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # An empty variable counts as unset (deploy tools write "" for settings left out).
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", env_ignore_empty=True
+    )
 
     i2v_home: Path = Field(
         default=Path(".i2v"), description="State dir: embedded Postgres, media, dev secret."
@@ -25,6 +29,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="Postgres URL; unset = embedded Postgres.")
     db_statement_timeout_ms: int = 15_000
     db_pool_size: int = 10
+    # A transaction-mode pooler (Supabase's port 6543) cannot carry a per-connection statement timeout; it is then
+    # set per call inside the call's transaction. Unset: detected from the URL (port 6543).
+    db_transaction_pooler: bool | None = None
     supabase_jwt_secret: str | None = None
     supabase_jwks_url: str | None = None
     supabase_jwt_issuer: str | None = None
@@ -33,6 +40,10 @@ class Settings(BaseSettings):
     storage_bucket: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+    # Keys for an S3-compatible store (Supabase Storage's S3 access keys). Unset: boto3's own credential chain
+    # (the Lambda execution role on AWS, the usual AWS_* variables elsewhere).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
     media_url_ttl_s: int = 3600
     upload_url_ttl_s: int = 900
     max_image_bytes: int = 20 * 1024 * 1024
@@ -75,6 +86,12 @@ class Settings(BaseSettings):
     )
     checkout_cancel_url: str | None = None
     log_level: str = "INFO"
+
+    def uses_transaction_pooler(self) -> bool:
+        """True when DATABASE_URL goes through a transaction-mode pooler (DB_TRANSACTION_POOLER, else port 6543)."""
+        if self.db_transaction_pooler is not None:
+            return self.db_transaction_pooler
+        return bool(self.database_url) and urlsplit(str(self.database_url)).port == 6543
 
     @property
     def home(self) -> Path:

@@ -85,8 +85,8 @@ class Storage(ABC):
     def key_for_url(self, url: str) -> str | None:
         """The key a ``ref_url`` (or download URL) names, or None for foreign URLs."""
 
-    def put_file(self, key: str, path: Path, content_type: str) -> int:
-        """Store a local file under ``key``."""
+    def put_file(self, key: str, path: Path, content_type: str, *, move: bool = False) -> int:
+        """Store a local file under ``key``; with ``move`` the file may be consumed (renamed into place)."""
         with path.open("rb") as fh:
             return self.put_stream(key, fh, content_type)
 
@@ -134,6 +134,21 @@ class LocalStorage(Storage):
             tmp.unlink(missing_ok=True)
             tmp.with_suffix(".type").unlink(missing_ok=True)
         return written
+
+    def put_file(self, key: str, path: Path, content_type: str, *, move: bool = False) -> int:
+        if not move:
+            return super().put_file(key, path, content_type)
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = path.stat().st_size
+        type_tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.type")
+        type_tmp.write_text(content_type)
+        os.replace(type_tmp, target.with_name(target.name + ".type"))
+        try:
+            os.replace(path, target)  # same filesystem: no copy, and atomic
+        except OSError:
+            return super().put_file(key, path, content_type)
+        return size
 
     def read(self, key: str, max_bytes: int) -> bytes:
         path = self.path(key)
@@ -192,7 +207,15 @@ class LocalStorage(Storage):
 class S3Storage(Storage):
     """Objects in an S3-compatible bucket (AWS S3, Supabase Storage's S3 endpoint, MinIO) through boto3."""
 
-    def __init__(self, bucket: str, *, endpoint_url: str | None, region: str) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None,
+        region: str,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+    ) -> None:
         import boto3  # imported here: the local default never pays for it
         from botocore.config import Config
 
@@ -204,7 +227,14 @@ class S3Storage(Storage):
             s3={"addressing_style": "path"} if endpoint_url else {},
             retries={"max_attempts": 3, "mode": "standard"},
         )
-        self.client: Any = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        keys = (
+            {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret_access_key}
+            if access_key_id and secret_access_key
+            else {}
+        )
+        self.client: Any = boto3.client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config, **keys
+        )
 
     def put_stream(
         self,
@@ -300,7 +330,11 @@ def configure(settings: Settings | None = None) -> Storage:
     with _lock:
         if settings.storage_bucket:
             _current = S3Storage(
-                settings.storage_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+                settings.storage_bucket,
+                endpoint_url=settings.s3_endpoint_url,
+                region=settings.s3_region,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=settings.s3_secret_access_key,
             )
         else:
             _current = LocalStorage(settings.media_dir, public_base_url(), settings.signing_secret())

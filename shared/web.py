@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, TypeVar
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import errors
+from shared import errors, logs
 from shared.auth import User, bearer_token, verify_token
 from shared.db import track_request
 
@@ -141,13 +142,50 @@ def _install_handlers(app: FastAPI) -> None:
     async def _tag(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         rid = request_id(request)
         stats = track_request()
-        response = await call_next(request)
+        started, status = time.perf_counter(), 500
+        with logs.scope(request_id=rid, job_id=_job_param(request), aws_request_id=_aws_request_id(request)):
+            try:
+                response = await call_next(request)
+                status = response.status_code
+            finally:
+                _log_request(request, status, started)
         response.headers.setdefault("X-Request-Id", rid)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["Server-Timing"] = (
             f'db;dur={stats.seconds * 1000:.1f};desc="{stats.round_trips} round trips"'
         )
         return response
+
+
+def _job_param(request: Request) -> str | None:
+    raw = request.query_params.get("job_id", "")
+    try:
+        return str(uuid.UUID(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def _aws_request_id(request: Request) -> str | None:
+    context = request.scope.get("aws.context")
+    value = getattr(context, "aws_request_id", None)
+    return str(value) if value else None
+
+
+def _log_request(request: Request, status: int, started: float) -> None:
+    """One line per request: method, path (never the query string or headers), status and duration."""
+    log.info(
+        "%s %s %s",
+        request.method,
+        request.url.path,
+        status,
+        extra={
+            "event": "request",
+            "method": request.method,
+            "path": request.url.path,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
 
 
 def _wrap(exc: Exception) -> errors.I2VError:
@@ -180,16 +218,31 @@ def json_body(raw: bytes) -> Any:
         raise errors.InvalidField("body", "The request body is not valid JSON.") from exc
 
 
-def lambda_handler(*routers: APIRouter) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """A Lambda handler (API Gateway HTTP API v2 / Function URL events) serving the routers through Mangum."""
-    app: list[Any] = []
+class LambdaHandler:
+    """A Lambda entry point: API Gateway HTTP API (payload 2.0) and Function URL events, through Mangum.
 
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        if not app:
+    The app is built on first use and kept for the life of the container, like the database pool behind it.
+    """
+
+    def __init__(self, *routers: APIRouter) -> None:
+        self._routers = routers
+        self._adapter: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
+
+    def prepare(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        """Build the app and its Mangum adapter (lifespan off: no startup/shutdown around each invocation)."""
+        if self._adapter is None:
             from mangum import Mangum
 
-            app.append(Mangum(make_app(*routers), lifespan="off"))
-        result: dict[str, Any] = app[0](event, context)
+            logs.configure()
+            self._adapter = Mangum(make_app(*self._routers), lifespan="off")
+        return self._adapter
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Serve one invocation and return the proxy response (statusCode, headers, body, isBase64Encoded)."""
+        result: dict[str, Any] = self.prepare()(event, context)
         return result
 
-    return handler
+
+def lambda_handler(*routers: APIRouter) -> LambdaHandler:
+    """The Lambda handler serving ``routers`` (each module in functions/ exposes one as ``handler``)."""
+    return LambdaHandler(*routers)
