@@ -29,8 +29,8 @@ def _seed(user: uuid.UUID, jobs: int) -> None:
         conn.execute(
             b"""insert into video_jobs (user_id, model_id, model_slug, provider, status, prompt, settings,
                                         credits_used, created_at)
-                select case when g % 10 = 0 then %s else %s end, %s, 'local-motion', 'test',
-                       (array['pending','processing','completed','failed','canceled'])[1 + g % 5]::job_status,
+                select case when g %% 10 = 0 then %s else %s end, %s, 'local-motion', 'test',
+                       (array['pending','processing','completed','failed','canceled'])[1 + g %% 5]::job_status,
                        'prompt ' || g, '{"duration": 4}', 4, now() - make_interval(secs => g)
                   from generate_series(1, %s) g""",
             (other, user, spec.id, jobs),
