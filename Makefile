@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export XDG_RUNTIME_DIR ?= /tmp/i2v-runtime-$(shell id -u)
 
-.PHONY: install demo test serve lint format bench clean
+.PHONY: install demo test serve lint format bench clean check-deploy openapi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,18 @@ install: $(VENV)/.installed  ## create .venv and install i2v with every extra
 demo: install  ## start the local stack, make videos of examples/ through the HTTP API, download them
 	$(PY) -m client demo
 
-test: install lint  ## lint, type-check and run the whole test suite
+test: install lint check-deploy  ## lint, type-check, check the deployment package and run the whole test suite
 	$(PY) -m pytest -q
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+check-deploy: install node_modules/.installed  ## offline: Lambda layers, `osls package`, cfn-lint, size budget
+	$(PY) -m infra.check_deploy
+
+openapi: install  ## regenerate openapi.json (a test fails while it is stale)
+	$(PY) -m infra.openapi
 
 serve: install  ## run the local stack in the foreground on :8000
 	$(PY) -m client serve
@@ -34,7 +44,8 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 bench: install  ## run the benchmarks; JSON results go to bench/results/
+	$(PY) -m bench.cold_start
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .i2v downloads .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .i2v downloads .mypy_cache .ruff_cache .pytest_cache build .serverless node_modules

@@ -18,6 +18,7 @@ from shared.db import Database
 from shared.engine.render import render_video
 from shared.providers import _http
 from shared.providers.catalog import find_model
+from shared.providers.fal import FalProvider
 from shared.settings import get_settings
 from tests.conftest import EXAMPLES, Caller
 from tests.emulators.fal import FalEmulator, Fault, JobPlan, MediaFile, ModelError, WebhookPlan
@@ -46,8 +47,14 @@ def configured(**env: str) -> Iterator[None]:
 def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A real 1-second MP4 (what a model would return)."""
     out = tmp_path_factory.mktemp("mp4")
-    render_video((EXAMPLES / "square.jpg").read_bytes(), "zoom in", resolution="480p", duration=1,
-                 out_path=out / "v.mp4", thumb_path=out / "t.jpg")
+    render_video(
+        (EXAMPLES / "square.jpg").read_bytes(),
+        "zoom in",
+        resolution="480p",
+        duration=1,
+        out_path=out / "v.mp4",
+        thumb_path=out / "t.jpg",
+    )
     return (out / "v.mp4").read_bytes()
 
 
@@ -85,12 +92,17 @@ def wait_status(caller: Caller, job_id: str, statuses: set[str], timeout: float 
     raise AssertionError(f"job {job_id} stayed {job.get('status')}")
 
 
-def start(caller: Caller, model: str = KLING, key: str | None = None, image: bytes | None = None,
-          **settings: Any) -> dict[str, Any]:
+def start(
+    caller: Caller, model: str = KLING, key: str | None = None, image: bytes | None = None, **settings: Any
+) -> dict[str, Any]:
     """Create a fal job from an uploaded image; returns the 202 body."""
     caller.grant(500)
-    body = {"model_id": model, "prompt": "a lighthouse at dusk", "image_url": caller.upload(data=image),
-            "settings": settings or {"duration": 5}}
+    body = {
+        "model_id": model,
+        "prompt": "a lighthouse at dusk",
+        "image_url": caller.upload(data=image),
+        "settings": settings or {"duration": 5},
+    }
     resp = caller.generate(key, **body)
     assert resp.status_code == 202, resp.text
     created: dict[str, Any] = resp.json()
@@ -110,8 +122,9 @@ def ledger_kinds(caller: Caller) -> list[str]:
     return [e["kind"] for e in reversed(entries)]
 
 
-def test_happy_path_mirrors_the_video_and_charges_once(caller: Caller, fal: FalEmulator, db: Database,
-                                                        mp4: bytes) -> None:
+def test_happy_path_mirrors_the_video_and_charges_once(
+    caller: Caller, fal: FalEmulator, db: Database, mp4: bytes
+) -> None:
     """Submit with a webhook URL, fal's signed webhook completes the job, the MP4 is copied into our storage."""
     created = start(caller)
     job = wait_status(caller, created["job_id"], {"completed", "failed"})
@@ -127,14 +140,29 @@ def test_happy_path_mirrors_the_video_and_charges_once(caller: Caller, fal: FalE
     assert db.call_rows("ledger_mismatches") == []
 
 
-@pytest.mark.parametrize(("model", "settings", "expected"), [
-    ("hailuo-02-standard", {"duration": 6, "resolution": "480p"}, {"duration": "6", "resolution": "512P"}),
-    ("wan-2.2", {"duration": 5, "resolution": "480p", "aspect_ratio": "9:16"},
-     {"num_frames": 81, "resolution": "480p", "aspect_ratio": "9:16"}),
-    ("veo-3.1-fast", {"duration": 4, "generate_audio": False}, {"duration": "4s", "generate_audio": False}),
-])
-def test_settings_are_written_in_each_models_vocabulary(caller: Caller, fal: FalEmulator, model: str,
-                                                        settings: dict[str, Any], expected: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("model", "settings", "expected"),
+    [
+        (
+            "hailuo-02-standard",
+            {"duration": 6, "resolution": "480p"},
+            {"duration": "6", "resolution": "512P"},
+        ),
+        (
+            "wan-2.2",
+            {"duration": 5, "resolution": "480p", "aspect_ratio": "9:16"},
+            {"num_frames": 81, "resolution": "480p", "aspect_ratio": "9:16"},
+        ),
+        (
+            "veo-3.1-fast",
+            {"duration": 4, "generate_audio": False},
+            {"duration": "4s", "generate_audio": False},
+        ),
+    ],
+)
+def test_settings_are_written_in_each_models_vocabulary(
+    caller: Caller, fal: FalEmulator, model: str, settings: dict[str, Any], expected: dict[str, Any]
+) -> None:
     """Our settings reach fal in each model's own field names and types, from catalog data."""
     created = start(caller, model, **settings)
     wait_status(caller, created["job_id"], {"completed"})
@@ -155,7 +183,9 @@ def test_local_image_goes_to_fals_cdn_once(caller: Caller, fal: FalEmulator) -> 
     assert len(image_urls) == 1 and "/cdn" in image_urls.pop()
 
 
-def test_duplicate_webhooks_change_nothing(caller: Caller, fal: FalEmulator, db: Database, mp4: bytes) -> None:
+def test_duplicate_webhooks_change_nothing(
+    caller: Caller, fal: FalEmulator, db: Database, mp4: bytes
+) -> None:
     """The same delivery many times completes the job once and charges once; every delivery gets 2xx."""
     fal.set_plan(plan(mp4, webhook=WebhookPlan(copies=3)))
     created = start(caller)
@@ -192,16 +222,24 @@ def test_model_error_fails_and_refunds_once(caller: Caller, fal: FalEmulator, db
 
 
 @pytest.mark.parametrize("mutate", ["tamper", "stale", "unsigned", "unknown_key", "wrong_header_id"])
-def test_forged_webhooks_are_401_and_change_nothing(caller: Caller, fal: FalEmulator, db: Database,
-                                                    stack: str, mutate: str) -> None:
+def test_forged_webhooks_are_401_and_change_nothing(
+    caller: Caller, fal: FalEmulator, db: Database, stack: str, mutate: str
+) -> None:
     """Tampered, stale, unsigned and foreign-key deliveries are refused and leave the job as it was."""
     fal.set_plan(JobPlan(latency_s=None))
     created = start(caller)
     rid = request_id(db, created["job_id"])
     url = f"{stack}/functions/v1/fal-webhook?job_id={created['job_id']}"
-    body = {"request_id": rid, "gateway_request_id": rid, "status": "ERROR", "error": "forged", "payload": None}
-    signed = fal.build_webhook(body=body, unknown_key=mutate == "unknown_key",
-                               timestamp_offset_s=-3600 if mutate == "stale" else 0)
+    body = {
+        "request_id": rid,
+        "gateway_request_id": rid,
+        "status": "ERROR",
+        "error": "forged",
+        "payload": None,
+    }
+    signed = fal.build_webhook(
+        body=body, unknown_key=mutate == "unknown_key", timestamp_offset_s=-3600 if mutate == "stale" else 0
+    )
     headers, raw = dict(signed.headers), signed.body
     if mutate == "tamper":
         raw = raw.replace(b"forged", b"forgeD")
@@ -284,10 +322,24 @@ def test_crash_between_debit_and_submit(caller: Caller, fal: FalEmulator, db: Da
     spec = find_model(KLING)
     url = caller.upload()
     caller.generate(model_id="local-motion", image_url=url, settings={"duration": 1})  # verifies the upload
-    result = db.call("start_generation", user=caller.id, endpoint="test", key=uuid.uuid4().hex, fingerprint="f",
-                     model_id=spec.id, model_slug=spec.slug, provider="fal", prompt="crash", image_url=url,
-                     settings={"duration": 5, "resolution": "auto", "aspect_ratio": "auto"}, cost=37,
-                     signup_credits=0, ttl_s=60, hold_s=60, upload_sha=None)
+    result = db.call(
+        "start_generation",
+        user=caller.id,
+        endpoint="test",
+        key=uuid.uuid4().hex,
+        fingerprint="f",
+        model_id=spec.id,
+        model_slug=spec.slug,
+        provider="fal",
+        prompt="crash",
+        image_url=url,
+        settings={"duration": 5, "resolution": "auto", "aspect_ratio": "auto"},
+        cost=37,
+        signup_credits=0,
+        ttl_s=60,
+        hold_s=60,
+        upload_sha=None,
+    )
     job_id = result["body"]["job_id"]
     with configured(WEBHOOK_QUIET_S="0"):
         first = hosted.reconcile_once()
@@ -300,14 +352,21 @@ def test_crash_between_debit_and_submit(caller: Caller, fal: FalEmulator, db: Da
 def test_unknown_request_is_acknowledged(fal: FalEmulator, stack: str) -> None:
     """A verified delivery for a request we never made answers 2xx so fal stops retrying."""
     rid = str(uuid.uuid4())
-    signed = fal.build_webhook(body={"request_id": rid, "gateway_request_id": rid, "status": "OK",
-                                     "payload": {"video": {"url": "https://example.com/v.mp4"}}})
+    signed = fal.build_webhook(
+        body={
+            "request_id": rid,
+            "gateway_request_id": rid,
+            "status": "OK",
+            "payload": {"video": {"url": "https://example.com/v.mp4"}},
+        }
+    )
     resp = httpx.post(f"{stack}/functions/v1/fal-webhook", content=signed.body, headers=signed.headers)
     assert resp.status_code == 200 and resp.json()["result"] == "unknown_request"
 
 
-def test_result_reattached_by_job_id_after_crash(caller: Caller, fal: FalEmulator, db: Database,
-                                                 mp4: bytes) -> None:
+def test_result_reattached_by_job_id_after_crash(
+    caller: Caller, fal: FalEmulator, db: Database, mp4: bytes
+) -> None:
     """If we crashed before recording fal's request id, the job id in the webhook URL re-attaches the result."""
     fal.set_plan(plan(mp4, latency_s=None))
     created = start(caller)
@@ -330,8 +389,9 @@ def psycopg_conn(db: Database) -> Iterator[Any]:
         yield conn
 
 
-def test_truncated_video_is_never_half_stored_and_retried(caller: Caller, fal: FalEmulator, db: Database,
-                                                          mp4: bytes) -> None:
+def test_truncated_video_is_never_half_stored_and_retried(
+    caller: Caller, fal: FalEmulator, db: Database, mp4: bytes
+) -> None:
     """A truncated download stores nothing and keeps the job open; a later attempt mirrors it completely."""
     path = f"retry/{uuid.uuid4().hex}/out.mp4"
     url = fal.add_file(path, MediaFile(data=mp4, fault="truncate"))
@@ -371,8 +431,9 @@ def test_cancel_before_completion_refunds(caller: Caller, fal: FalEmulator) -> N
     assert ledger_kinds(caller) == ["grant", "generation", "refund"]
 
 
-def test_cancel_after_completion_at_fal_completes_normally(caller: Caller, fal: FalEmulator, db: Database,
-                                                           mp4: bytes) -> None:
+def test_cancel_after_completion_at_fal_completes_normally(
+    caller: Caller, fal: FalEmulator, db: Database, mp4: bytes
+) -> None:
     """When fal answers ALREADY_COMPLETED, the job is completed normally and keeps its charge."""
     fal.set_plan(plan(mp4, webhook=WebhookPlan(send=False)))
     created = start(caller)
@@ -382,8 +443,9 @@ def test_cancel_after_completion_at_fal_completes_normally(caller: Caller, fal: 
     assert "refund" not in ledger_kinds(caller)
 
 
-def test_late_success_after_deadline_refund_is_delivered_free(caller: Caller, fal: FalEmulator,
-                                                              db: Database, mp4: bytes) -> None:
+def test_late_success_after_deadline_refund_is_delivered_free(
+    caller: Caller, fal: FalEmulator, db: Database, mp4: bytes
+) -> None:
     """A job refunded at our deadline that fal then finishes gets its video; the refund stands, no new charge."""
     fal.set_plan(plan(mp4, latency_s=None))
     created = start(caller)
@@ -411,7 +473,11 @@ def test_status_shows_queue_position_from_fal(caller: Caller, fal: FalEmulator, 
             job = caller.status(second["job_id"]).json()
             again = caller.status(second["job_id"]).json()
         polls = [r for r in fal.requests_for("status") if rid in r.path]
-        assert job["status"] == "pending" and isinstance(job["queue_position"], int) and job["queue_position"] >= 0
+        assert (
+            job["status"] == "pending"
+            and isinstance(job["queue_position"], int)
+            and job["queue_position"] >= 0
+        )
         assert again["queue_position"] == job["queue_position"]
         assert len(polls) == 1
     finally:
@@ -437,7 +503,36 @@ def test_sora_is_listed_unavailable(fal: FalEmulator, stack: str) -> None:
 
 def test_every_fal_model_is_in_the_catalog() -> None:
     """The catalog lists each fal image-to-video model the reference names, with its endpoint."""
-    expected = {"kling-2.1-standard", "kling-2.5-turbo-pro", "wan-2.5", "wan-2.2", "wan-2.1", "veo-3.1",
-                "veo-3.1-fast", "hailuo-02-standard", "hailuo-02-pro", "seedance-pro", "ltx-video", "sora-2"}
+    expected = {
+        "kling-2.1-standard",
+        "kling-2.5-turbo-pro",
+        "wan-2.5",
+        "wan-2.2",
+        "wan-2.1",
+        "veo-3.1",
+        "veo-3.1-fast",
+        "hailuo-02-standard",
+        "hailuo-02-pro",
+        "seedance-pro",
+        "ltx-video",
+        "sora-2",
+    }
     for slug in expected:
         assert find_model(slug).provider == "fal"
+
+
+def test_public_image_urls_pass_through(fal: FalEmulator) -> None:
+    """A public https image URL is handed to fal unchanged (no upload)."""
+    url = "https://images.example.org/cat.jpg"
+    assert FalProvider().image_for_fal(url, uuid.uuid4()) == url
+    assert fal.requests_for("upload") == []
+
+
+def test_output_url_follows_each_models_output_path() -> None:
+    """The video URL is read from the output by the catalog's path (objects and lists alike)."""
+    spec = find_model(KLING)
+    assert spec.output_url({"video": {"url": "https://v3.fal.media/a.mp4"}}) == "https://v3.fal.media/a.mp4"
+    assert spec.output_url({"detail": "bad"}) is None
+    listed = spec.model_copy(update={"output_video": "videos.0.url"})
+    assert listed.output_url({"videos": [{"url": "https://x/b.mp4"}]}) == "https://x/b.mp4"
+    assert listed.output_url({"videos": []}) is None
