@@ -77,20 +77,6 @@ begin
   return jsonb_build_object('outcome', 'created', 'status', 202, 'body', body, 'balance', bal - p_cost);
 end $$;
 
--- The provider accepted the job: record its request id and release the idempotency key.
-create or replace function mark_submitted(p_job uuid, p_request_id text, p_urls jsonb) returns boolean
-language plpgsql as $$
-begin
-  update video_jobs set provider_request_id = coalesce(p_request_id, provider_request_id),
-                        provider_urls = coalesce(p_urls, provider_urls)
-   where id = p_job;
-  if not found then
-    raise exception 'job % not found', p_job using errcode = 'I2V01';
-  end if;
-  update idempotency_keys set state = 'done' where job_id = p_job and state = 'in_progress';
-  return true;
-end $$;
-
 -- Raise I2V03 unless the job is in one of the allowed states; returns the current status.
 create or replace function _job_status_for_update(p_job uuid) returns job_status
 language plpgsql as $$
@@ -118,25 +104,6 @@ begin
                         started_at = coalesce(started_at, now())
    where id = p_job;
   return st = 'pending';
-end $$;
-
--- pending|processing -> completed. Completing a completed job is a no-op (false); failed/canceled refuse.
-create or replace function complete_job(
-  p_job uuid, p_video_key text, p_thumbnail_key text, p_source_url text, p_result jsonb
-) returns boolean language plpgsql as $$
-declare
-  st job_status := _job_status_for_update(p_job);
-begin
-  if st = 'completed' then
-    return false;
-  elsif st not in ('pending', 'processing') then
-    raise exception 'job % is % and cannot move to completed', p_job, st using errcode = 'I2V03';
-  end if;
-  update video_jobs set status = 'completed', progress = 1, video_key = p_video_key,
-                        thumbnail_key = p_thumbnail_key, source_video_url = p_source_url,
-                        result = p_result, error_message = null, finished_at = now()
-   where id = p_job;
-  return true;
 end $$;
 
 -- Refund a job's debit exactly once (the unique (job_id, kind) index makes a second refund impossible).
@@ -201,24 +168,14 @@ language sql as $$
   update video_jobs set progress = p_progress where id = p_job and status = 'processing';
 $$;
 
--- One job as the API shows it; null when it does not exist or belongs to someone else.
-create or replace function get_job(p_user uuid, p_job uuid) returns jsonb
-language sql stable as $$
-  select jsonb_build_object(
-    'job_id', id, 'status', status, 'model', model_slug, 'provider', provider, 'prompt', prompt,
-    'settings', settings, 'credits_used', credits_used, 'progress', progress,
-    'video_key', video_key, 'thumbnail_key', thumbnail_key, 'error_message', error_message,
-    'created_at', created_at, 'updated_at', updated_at, 'finished_at', finished_at)
-  from video_jobs where id = p_job and user_id = p_user;
-$$;
-
--- Balance and recent ledger entries; creates the account on first use.
+-- Balance, debt and recent ledger entries; creates the account on first use.
 create or replace function get_credits(p_user uuid, p_signup_credits bigint, p_limit int) returns jsonb
 language plpgsql as $$
 begin
   perform ensure_account(p_user, p_signup_credits);
   return jsonb_build_object(
     'balance', (select balance from accounts where user_id = p_user),
+    'debt', (select debt from accounts where user_id = p_user),
     'entries', coalesce((
       select jsonb_agg(e order by e.id desc) from (
         select id, delta, kind, reason, job_id, created_at from credit_ledger

@@ -334,19 +334,6 @@ language sql stable as $$
   select to_jsonb(p) from purchases p where stripe_session_id = p_session_id;
 $$;
 
--- Balance, debt and recent ledger entries; creates the account on first use. (Adds debt to 0002's version.)
-create or replace function get_credits(p_user uuid, p_signup_credits bigint, p_limit int) returns jsonb
-language plpgsql as $$
-begin
-  perform ensure_account(p_user, p_signup_credits);
-  return jsonb_build_object(
-    'balance', (select balance from accounts where user_id = p_user),
-    'debt', (select debt from accounts where user_id = p_user),
-    'entries', coalesce((
-      select jsonb_agg(e order by e.id desc) from (
-        select id, delta, kind, reason, job_id, created_at from credit_ledger
-         where user_id = p_user order by id desc limit p_limit) e), '[]'::jsonb));
-end $$;
 
 -- Accounts whose purchase bookkeeping disagrees with the ledger (should always be empty): credited purchases
 -- must equal the 'purchase' rows, refunds taken from the balance the 'purchase_refund' rows, and

@@ -15,9 +15,8 @@ import pytest
 
 from shared import billing
 from shared.db import Database
-from shared.providers.catalog import find_model
 from shared.settings import get_settings
-from tests.conftest import Caller
+from tests.conftest import Caller, debit_job
 from tests.emulators.stripe import StripeEmulator, deliver
 
 WEBHOOK_PATH = "/functions/v1/stripe-webhook"
@@ -139,26 +138,7 @@ class Shop:
 
     def spend(self, cost: int) -> None:
         """Debit credits with a job no worker runs (set-up for the debt scenarios)."""
-        spec = find_model("local-motion")
-        result = self.db.call(
-            "start_generation",
-            user=self.caller.id,
-            endpoint="test",
-            key=uuid.uuid4().hex,
-            fingerprint="f",
-            model_id=spec.id,
-            model_slug=spec.slug,
-            provider="test",
-            prompt="",
-            image_url=None,
-            settings={},
-            cost=cost,
-            signup_credits=0,
-            ttl_s=60,
-            hold_s=0,
-            upload_sha=None,
-        )
-        assert result["outcome"] == "created", result
+        debit_job(self.db, self.caller.id, cost)
 
     def check_books(self) -> dict[str, Any]:
         """Balance = sum of the ledger >= 0, and credits granted = credits paid - credits refunded (+ debt)."""

@@ -22,7 +22,7 @@ os.environ.update(
         "SIGNUP_CREDITS": "0",
         "LOCAL_ENGINE": "true",
         "LOCAL_ENGINE_WORKERS": "2",
-    "RECONCILE_INTERVAL_S": "3600",
+        "RECONCILE_INTERVAL_S": "3600",
         "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR") or str(_HOME / "run"),
     }
 )
@@ -66,6 +66,45 @@ def stack(postgres: EmbeddedPostgres) -> Iterator[str]:
 def db(stack: str) -> Database:
     """The stack's database (for set-up and for checking invariants, never for the behaviour under test)."""
     return get_db()
+
+
+def debit_job(
+    db: Database,
+    user: uuid.UUID,
+    cost: int = 3,
+    *,
+    model: str = "local-motion",
+    provider: str = "test",
+    **overrides: Any,
+) -> uuid.UUID:
+    """A job debited exactly as generate-video debits one, by the same procedure (set-up, not behaviour).
+
+    Provider ``test`` has no worker, so the job stays pending until a test moves it.
+    """
+    from shared.providers.catalog import find_model
+
+    spec = find_model(model)
+    params: dict[str, Any] = dict(
+        user=user,
+        endpoint="test",
+        key=uuid.uuid4().hex,
+        fingerprint="f",
+        model_id=spec.id,
+        model_slug=spec.slug,
+        provider=provider,
+        prompt="",
+        image_url=None,
+        settings={},
+        cost=cost,
+        signup_credits=0,
+        ttl_s=60,
+        hold_s=0,
+        upload_sha=None,
+    )
+    params.update(overrides)
+    result = db.call("start_generation", **params)
+    assert result["outcome"] == "created", result
+    return uuid.UUID(result["body"]["job_id"])
 
 
 @dataclass

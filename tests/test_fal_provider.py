@@ -20,7 +20,7 @@ from shared.providers import _http
 from shared.providers.catalog import find_model
 from shared.providers.fal import FalProvider
 from shared.settings import get_settings
-from tests.conftest import EXAMPLES, Caller
+from tests.conftest import EXAMPLES, Caller, debit_job
 from tests.emulators.fal import FalEmulator, Fault, JobPlan, MediaFile, ModelError, WebhookPlan
 
 KLING = "kling-2.1-standard"
@@ -319,28 +319,21 @@ def test_lost_webhook_is_reconciled(caller: Caller, fal: FalEmulator, mp4: bytes
 def test_crash_between_debit_and_submit(caller: Caller, fal: FalEmulator, db: Database) -> None:
     """A job debited but never submitted is submitted exactly once by the reconciler, then completes."""
     caller.grant(100)
-    spec = find_model(KLING)
     url = caller.upload()
     caller.generate(model_id="local-motion", image_url=url, settings={"duration": 1})  # verifies the upload
-    result = db.call(
-        "start_generation",
-        user=caller.id,
-        endpoint="test",
-        key=uuid.uuid4().hex,
-        fingerprint="f",
-        model_id=spec.id,
-        model_slug=spec.slug,
-        provider="fal",
-        prompt="crash",
-        image_url=url,
-        settings={"duration": 5, "resolution": "auto", "aspect_ratio": "auto"},
-        cost=37,
-        signup_credits=0,
-        ttl_s=60,
-        hold_s=60,
-        upload_sha=None,
+    job_id = str(
+        debit_job(
+            db,
+            caller.id,
+            37,
+            model=KLING,
+            provider="fal",
+            prompt="crash",
+            image_url=url,
+            settings={"duration": 5, "resolution": "auto", "aspect_ratio": "auto"},
+            hold_s=60,
+        )
     )
-    job_id = result["body"]["job_id"]
     with configured(WEBHOOK_QUIET_S="0"):
         first = hosted.reconcile_once()
         second = hosted.reconcile_once()

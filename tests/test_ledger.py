@@ -9,34 +9,12 @@ import pytest
 
 from shared import errors
 from shared.db import Database
-from shared.providers.catalog import find_model
-from tests.conftest import Caller
-
-SPEC = find_model("local-motion")
+from tests.conftest import Caller, debit_job
 
 
 def _job(db: Database, user: uuid.UUID, cost: int = 3) -> uuid.UUID:
-    """A job created the way generate-video creates one (provider 'test' so no worker picks it up)."""
-    result = db.call(
-        "start_generation",
-        user=user,
-        endpoint="test",
-        key=uuid.uuid4().hex,
-        fingerprint="f",
-        model_id=SPEC.id,
-        model_slug=SPEC.slug,
-        provider="test",
-        prompt="",
-        image_url=None,
-        settings={},
-        cost=cost,
-        signup_credits=0,
-        ttl_s=60,
-        hold_s=0,
-        upload_sha=None,
-    )
-    assert result["outcome"] == "created", result
-    return uuid.UUID(result["body"]["job_id"])
+    """A debited job no worker picks up."""
+    return debit_job(db, user, cost)
 
 
 def test_balance_equals_ledger_sum_everywhere(caller: Caller, db: Database) -> None:
