@@ -44,7 +44,6 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 bench: install  ## run the benchmarks; JSON results go to bench/results/
-	$(PY) -m bench.cold_start
 	$(PY) -m bench.run
 
 clean:

@@ -69,7 +69,9 @@ def new_user(base: str, credits: int) -> httpx.Client:
     user = uuid.uuid4()
     if credits:
         grant(user, credits, "benchmark")
-    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {mint_dev_token(user)}"}, timeout=60)
+    return httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {mint_dev_token(user)}"}, timeout=60
+    )
 
 
 def upload(client: httpx.Client, data: bytes, content_type: str = "image/jpeg") -> str:

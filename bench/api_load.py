@@ -27,8 +27,9 @@ def _round_trips(resp: httpx.Response) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _load(base: str, token_headers: dict[str, str], body: dict[str, Any], concurrency: int,
-          requests: int) -> dict[str, Any]:
+def _load(
+    base: str, token_headers: dict[str, str], body: dict[str, Any], concurrency: int, requests: int
+) -> dict[str, Any]:
     """Fire ``requests`` generate-video calls from ``concurrency`` threads; latency and throughput."""
     latencies: list[float] = []
     codes: dict[int, int] = {}
@@ -36,8 +37,9 @@ def _load(base: str, token_headers: dict[str, str], body: dict[str, Any], concur
     def one(_: int) -> tuple[float, int]:
         with httpx.Client(base_url=base, headers=token_headers, timeout=60) as client:
             started = time.perf_counter()
-            resp = client.post("/functions/v1/generate-video", json=body,
-                               headers={"Idempotency-Key": uuid.uuid4().hex})
+            resp = client.post(
+                "/functions/v1/generate-video", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+            )
             return time.perf_counter() - started, resp.status_code
 
     started = time.perf_counter()
@@ -46,8 +48,13 @@ def _load(base: str, token_headers: dict[str, str], body: dict[str, Any], concur
             latencies.append(latency)
             codes[code] = codes.get(code, 0) + 1
     wall = time.perf_counter() - started
-    return {"concurrency": concurrency, "requests": requests, "status_codes": codes,
-            "req_per_s": round(requests / wall, 1), **summary(latencies)}
+    return {
+        "concurrency": concurrency,
+        "requests": requests,
+        "status_codes": codes,
+        "req_per_s": round(requests / wall, 1),
+        **summary(latencies),
+    }
 
 
 def _scenario(base: str, model: str, settings: dict[str, Any], requests: int) -> dict[str, Any]:
@@ -61,10 +68,14 @@ def _scenario(base: str, model: str, settings: dict[str, Any], requests: int) ->
     replay = client.post("/functions/v1/generate-video", json=body, headers={"Idempotency-Key": "measure"})
     result = {
         "model": model,
-        "round_trips": {"generate_video": _round_trips(created), "get_video_status": _round_trips(status),
-                        "generate_video_replay": _round_trips(replay)},
-        "load": [_load(base, dict(client.headers), body, c, requests * max(1, c // 8 + 1))
-                 for c in (1, 8, 32)],
+        "round_trips": {
+            "generate_video": _round_trips(created),
+            "get_video_status": _round_trips(status),
+            "generate_video_replay": _round_trips(replay),
+        },
+        "load": [
+            _load(base, dict(client.headers), body, c, requests * max(1, c // 8 + 1)) for c in (1, 8, 32)
+        ],
     }
     client.close()
     return result
@@ -78,7 +89,9 @@ def run(requests: int = 100) -> dict[str, Any]:
     with FalEmulator() as fal:
         fal.set_plan(JobPlan(latency_s=3600, webhook=WebhookPlan(send=False)))
         with local_stack(LOCAL_ENGINE_WORKERS="1", DB_POOL_SIZE="20", **fal.env()) as base:
-            out["scenarios"].append(_scenario(base, "local-motion", {"duration": 1, "resolution": "480p"}, requests))
+            out["scenarios"].append(
+                _scenario(base, "local-motion", {"duration": 1, "resolution": "480p"}, requests)
+            )
             out["scenarios"].append(_scenario(base, "kling-2.1-standard", {"duration": 5}, requests))
     return out
 
@@ -86,7 +99,9 @@ def run(requests: int = 100) -> dict[str, Any]:
 def main() -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=100, help="requests per concurrency level (scaled up)")
+    parser.add_argument(
+        "--requests", type=int, default=100, help="requests per concurrency level (scaled up)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "api_load.json")
     args = parser.parse_args()
     result = run(args.requests)
@@ -95,8 +110,10 @@ def main() -> None:
     for scenario in result["scenarios"]:
         print(f"{scenario['model']}: round trips {scenario['round_trips']}")
         for row in scenario["load"]:
-            print(f"  c={row['concurrency']:>2}  {row['req_per_s']:>7} req/s  p50 {row['p50_ms']} ms  "
-                  f"p99 {row['p99_ms']} ms  {row['status_codes']}")
+            print(
+                f"  c={row['concurrency']:>2}  {row['req_per_s']:>7} req/s  p50 {row['p50_ms']} ms  "
+                f"p99 {row['p99_ms']} ms  {row['status_codes']}"
+            )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,14 @@ def _inputs(tmp: Path, images: int, prompts: int) -> tuple[Path, Path]:
 def _small_mp4(tmp: Path) -> bytes:
     from shared.engine.render import render_video
 
-    render_video((EXAMPLES / "square.jpg").read_bytes(), "zoom in", resolution="480p", duration=1,
-                 out_path=tmp / "v.mp4", thumb_path=tmp / "t.jpg")
+    render_video(
+        (EXAMPLES / "square.jpg").read_bytes(),
+        "zoom in",
+        resolution="480p",
+        duration=1,
+        out_path=tmp / "v.mp4",
+        thumb_path=tmp / "t.jpg",
+    )
     return (tmp / "v.mp4").read_bytes()
 
 
@@ -53,8 +59,13 @@ def run(jobs: int = 100, concurrency: int = 10, latency_s: float = 5.0) -> dict[
 
     images = 10
     prompts = math.ceil(jobs / images)
-    out: dict[str, Any] = {"benchmark": "bulk_makespan", "machine": machine(), "jobs": images * prompts,
-                           "provider_concurrency": concurrency, "job_latency_s": latency_s}
+    out: dict[str, Any] = {
+        "benchmark": "bulk_makespan",
+        "machine": machine(),
+        "jobs": images * prompts,
+        "provider_concurrency": concurrency,
+        "job_latency_s": latency_s,
+    }
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         folder, prompt_file = _inputs(tmp, images, prompts)
@@ -67,10 +78,28 @@ def run(jobs: int = 100, concurrency: int = 10, latency_s: float = 5.0) -> dict[
                 env = {**os.environ, "I2V_API_URL": base, "I2V_TOKEN": mint_dev_token(user)}
                 started = time.time()
                 proc = subprocess.run(
-                    [sys.executable, "-m", "client", "bulk", str(prompt_file), "--images-dir", str(folder),
-                     "--model", "kling-2.1-standard", "--duration", "5", "--concurrency", "16",
-                     "--poll-interval", "0.2", "--output-dir", str(tmp / "out")],
-                    env=env, capture_output=True, text=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "client",
+                        "bulk",
+                        str(prompt_file),
+                        "--images-dir",
+                        str(folder),
+                        "--model",
+                        "kling-2.1-standard",
+                        "--duration",
+                        "5",
+                        "--concurrency",
+                        "16",
+                        "--poll-interval",
+                        "0.2",
+                        "--output-dir",
+                        str(tmp / "out"),
+                    ],
+                    env=env,
+                    capture_output=True,
+                    text=True,
                 )
                 wall = time.time() - started
                 videos = len(list((tmp / "out").glob("*.mp4"))) if (tmp / "out").exists() else 0
@@ -79,9 +108,13 @@ def run(jobs: int = 100, concurrency: int = 10, latency_s: float = 5.0) -> dict[
     ideal = math.ceil(out["jobs"] / concurrency) * latency_s
     provider_span = max(finished) - min(submits) if finished and submits else float("nan")
     out.update(
-        exit_code=proc.returncode, ideal_s=ideal, provider_makespan_s=round(provider_span, 2),
-        provider_ratio=round(provider_span / ideal, 3), end_to_end_s=round(wall, 2),
-        end_to_end_ratio=round(wall / ideal, 3), videos=videos,
+        exit_code=proc.returncode,
+        ideal_s=ideal,
+        provider_makespan_s=round(provider_span, 2),
+        provider_ratio=round(provider_span / ideal, 3),
+        end_to_end_s=round(wall, 2),
+        end_to_end_ratio=round(wall / ideal, 3),
+        videos=videos,
     )
     if proc.returncode != 0:
         out["stderr_tail"] = proc.stderr[-2000:]

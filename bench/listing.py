@@ -25,7 +25,9 @@ def _seed(user: uuid.UUID, jobs: int) -> None:
     spec = find_model("local-motion")
     other = uuid.uuid4()
     with psycopg.connect(get_db().url, autocommit=True) as conn:
-        conn.execute(b"insert into accounts (user_id) values (%s), (%s) on conflict do nothing", (user, other))
+        conn.execute(
+            b"insert into accounts (user_id) values (%s), (%s) on conflict do nothing", (user, other)
+        )
         conn.execute(
             b"""insert into video_jobs (user_id, model_id, model_slug, provider, status, prompt, settings,
                                         credits_used, created_at)

@@ -32,8 +32,11 @@ REPEATS = 3
 def _start_job(base: str, fal: Any) -> tuple[httpx.Client, str, str]:
     client = new_user(base, 1000)
     image_url = upload(client, (EXAMPLES / "square.jpg").read_bytes())
-    resp = client.post("/functions/v1/generate-video", headers={"Idempotency-Key": uuid.uuid4().hex},
-                       json={"model_id": "kling-2.1-standard", "image_url": image_url, "settings": {"duration": 5}})
+    resp = client.post(
+        "/functions/v1/generate-video",
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+        json={"model_id": "kling-2.1-standard", "image_url": image_url, "settings": {"duration": 5}},
+    )
     resp.raise_for_status()
     job_id = resp.json()["job_id"]
     from shared.db import get_db
@@ -75,9 +78,12 @@ def run(size: int = SIZE) -> dict[str, Any]:
             delivery = fal.deliver_webhook(rid)
             acked = time.perf_counter() - started
             job = _wait_completed(client, job_id)
-            out["webhook"] = {"status_code": delivery.status_code, "ack_s": round(acked, 3),
-                              "webhook_to_completed_s": round(time.perf_counter() - started, 2),
-                              "job_status": job["status"]}
+            out["webhook"] = {
+                "status_code": delivery.status_code,
+                "ack_s": round(acked, 3),
+                "webhook_to_completed_s": round(time.perf_counter() - started, 2),
+                "job_status": job["status"],
+            }
 
             os.environ["MIRROR_AFTER_WEBHOOK"] = "false"
             from shared.db import get_db
@@ -88,21 +94,29 @@ def run(size: int = SIZE) -> dict[str, Any]:
             for _ in range(REPEATS):
                 client2, job2, rid2 = _start_job(base, fal)
                 fal.deliver_webhook(rid2)
-                worker = subprocess.run(  # a fresh process, configured like a deployed function (DATABASE_URL)
-                    [sys.executable, "-m", "bench.mirror_worker", job2], capture_output=True, text=True,
-                    check=True, env={**os.environ, "DATABASE_URL": get_db().url},
+                worker = (
+                    subprocess.run(  # a fresh process, configured like a deployed function (DATABASE_URL)
+                        [sys.executable, "-m", "bench.mirror_worker", job2],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        env={**os.environ, "DATABASE_URL": get_db().url},
+                    )
                 )
                 run_ = json.loads(worker.stdout.strip().splitlines()[-1])
-                run_["job_status"] = client2.get("/functions/v1/get-video-status",
-                                                 params={"job_id": job2}).json()["status"]
+                run_["job_status"] = client2.get(
+                    "/functions/v1/get-video-status", params={"job_id": job2}
+                ).json()["status"]
                 runs.append(run_)
                 plains.append(_plain_copy(fal.job(rid2).video_url or ""))
             mirror_s = statistics.median(r["mirror_s"] for r in runs)
             plain = statistics.median(plains)
             out["worker_runs"] = runs
-            out["worker"] = {"mirror_s_median": mirror_s,
-                             "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs),
-                             "rss_before_mb": runs[0]["rss_before_mb"]}
+            out["worker"] = {
+                "mirror_s_median": mirror_s,
+                "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs),
+                "rss_before_mb": runs[0]["rss_before_mb"],
+            }
             out["plain_copy_s_median"] = round(plain, 3)
             out["throughput_ratio"] = round(plain / mirror_s, 3)  # 1.0 = as fast as a plain streamed copy
             out["mirror_mb_per_s"] = round(size / mirror_s / 1e6, 1)

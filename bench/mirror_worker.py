@@ -31,8 +31,16 @@ def main() -> None:
     done = mirror.mirror_job(job_id)
     elapsed = time.perf_counter() - started
     peak_mb = peak_rss_mb()
-    print(json.dumps({"completed": done, "mirror_s": round(elapsed, 3), "rss_before_mb": round(baseline_mb, 1),
-                      "peak_rss_mb": round(peak_mb, 1)}))
+    print(
+        json.dumps(
+            {
+                "completed": done,
+                "mirror_s": round(elapsed, 3),
+                "rss_before_mb": round(baseline_mb, 1),
+                "peak_rss_mb": round(peak_mb, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

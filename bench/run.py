@@ -23,7 +23,9 @@ BENCHMARKS = {
 def main() -> None:
     """Run the chosen benchmarks (all by default), each in its own process."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], help="benchmarks to run (default: all)")
+    parser.add_argument(
+        "names", nargs="*", choices=[*BENCHMARKS, []], help="benchmarks to run (default: all)"
+    )
     args = parser.parse_args()
     failed = []
     for name in args.names or list(BENCHMARKS):

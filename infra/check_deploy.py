@@ -190,9 +190,13 @@ def main(argv: list[str] | None = None) -> None:
     REPORT.write_text(json.dumps(report, indent=2) + "\n")
     print(f"code zip {report['code_zip_bytes'] / 1024:.0f} KiB (budget {CODE_ZIP_BUDGET // 1024} KiB)")
     for name, size in report["layers"].items():
-        print(f"layer {name}: {size['zip_bytes'] / MB:.1f} MiB zipped, {size['unzipped_bytes'] / MB:.1f} MiB unzipped")
+        print(
+            f"layer {name}: {size['zip_bytes'] / MB:.1f} MiB zipped, {size['unzipped_bytes'] / MB:.1f} MiB unzipped"
+        )
     largest = max(report["function_unzipped_bytes"].items(), key=lambda kv: kv[1])
-    print(f"largest function: {largest[0]} {largest[1] / MB:.1f} MiB unzipped (budget {UNZIPPED_BUDGET // MB})")
+    print(
+        f"largest function: {largest[0]} {largest[1] / MB:.1f} MiB unzipped (budget {UNZIPPED_BUDGET // MB})"
+    )
     for problem in report["problems"]:
         print(f"FAIL {problem}", file=sys.stderr)
     if report["problems"]:

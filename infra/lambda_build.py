@@ -129,7 +129,9 @@ def _prune(target: Path) -> None:
 def lambda_python() -> str | None:
     """A CPython 3.12 interpreter (LAMBDA_PYTHON, python3.12 on PATH, or pyenv's), or None."""
     candidates = [os.environ.get("LAMBDA_PYTHON"), shutil.which(f"python{PYTHON_VERSION}")]
-    candidates += [str(p) for p in sorted(Path.home().glob(f".pyenv/versions/{PYTHON_VERSION}.*/bin/python3"))]
+    candidates += [
+        str(p) for p in sorted(Path.home().glob(f".pyenv/versions/{PYTHON_VERSION}.*/bin/python3"))
+    ]
     for candidate in filter(None, candidates):
         probe = subprocess.run(
             [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],

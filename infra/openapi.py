@@ -2,8 +2,10 @@
 
     python -m infra.openapi [--check]
 
-The document is the one the local server serves at /openapi.json, plus the bearer security scheme the
-authenticated endpoints use, so generated clients (swift-openapi-generator, openapi-generator) get auth right.
+The document is the one the local server serves at /openapi.json, with what generated clients
+(swift-openapi-generator, openapi-generator) need to be right: the bearer security scheme of the authenticated
+endpoints, the required Idempotency-Key of generate-video, and the one error body (``Error``) on every error
+response in place of FastAPI's default 422 validation shape (validation errors answer 400 ``invalid_field``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,28 @@ from fastapi.routing import APIRoute
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "openapi.json"
 _BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+#: Headers the server requires although the endpoint reads them as optional (to answer 400 with our error shape).
+_REQUIRED_HEADERS = {"generate_video": "Idempotency-Key"}
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "description": "stable snake_case code, e.g. insufficient_credits",
+                },
+                "message": {"type": "string"},
+                "details": {"type": "object", "additionalProperties": True},
+                "request_id": {"type": "string"},
+            },
+        }
+    },
+}
+_ERROR_REF = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 
 
 def document() -> dict[str, Any]:
@@ -33,13 +57,17 @@ def document() -> dict[str, Any]:
     )
     doc = app.openapi()
     doc["servers"] = [{"url": "http://127.0.0.1:8000", "description": "i2v serve (local stack)"}]
-    doc.setdefault("components", {})["securitySchemes"] = _BEARER
+    components = doc.setdefault("components", {})
+    components["securitySchemes"] = _BEARER
+    components["schemas"]["Error"] = _ERROR
+    for name in ("HTTPValidationError", "ValidationError"):
+        components["schemas"].pop(name, None)
     authed = {
         (method.lower(), route.path)
         for router in FUNCTION_ROUTERS
         for route in router.routes
         if isinstance(route, APIRoute) and _takes_bearer(doc, route)
-        for method in route.methods
+        for method in route.methods or ()
     }
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
@@ -50,7 +78,26 @@ def document() -> dict[str, Any]:
                 ]
                 if not operation["parameters"]:
                     del operation["parameters"]
+                operation["responses"].setdefault("401", {"description": "Unauthorized"})
+            _shape_errors(operation)
+            for param in operation.get("parameters", []):
+                if param["name"] == _REQUIRED_HEADERS.get(operation["operationId"]):
+                    param.update(required=True, schema={"type": "string", "minLength": 1, "maxLength": 257})
     return doc
+
+
+def _shape_errors(operation: dict[str, Any]) -> None:
+    """Every error response carries the Error body; FastAPI's automatic 422 becomes our 400 invalid_field."""
+    responses = operation["responses"]
+    default_422 = responses.get("422", {}).get("description") == "Validation Error"
+    if default_422:
+        del responses["422"]
+    if default_422 or operation.get("requestBody") or operation.get("parameters"):
+        responses.setdefault("400", {"description": "Bad Request (invalid_field names the field)"})
+    for status, response in responses.items():
+        if int(status) >= 400:
+            response["content"] = _ERROR_REF
+    operation["responses"] = dict(sorted(responses.items()))
 
 
 def _takes_bearer(doc: dict[str, Any], route: APIRoute) -> bool:

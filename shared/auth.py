@@ -11,12 +11,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
-
-import jwt
+from typing import TYPE_CHECKING, Any
 
 from shared import errors
 from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # PyJWT (with cryptography) is imported on the first token, not by every function
+    import jwt
 
 AUDIENCE = "authenticated"
 DEV_ISSUER = "i2v-local"
@@ -35,6 +36,8 @@ class User:
 
 def verify_token(token: str, settings: Settings | None = None) -> User:
     """Verify a Supabase access token and return its user, or raise ``Unauthorized``."""
+    import jwt
+
     settings = settings or get_settings()
     try:
         header = jwt.get_unverified_header(token)
@@ -74,6 +77,8 @@ def _user_from_claims(claims: dict[str, Any]) -> User:
 
 @lru_cache(maxsize=4)
 def _jwks_client(url: str) -> jwt.PyJWKClient:
+    import jwt
+
     return jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=600, timeout=5)
 
 
@@ -91,6 +96,8 @@ def mint_dev_token(
     user_id: uuid.UUID, *, expires_in: int = 3600, settings: Settings | None = None, email: str | None = None
 ) -> str:
     """An HS256 token shaped like a Supabase access token, signed with the server's secret."""
+    import jwt
+
     settings = settings or get_settings()
     now = int(time.time())
     claims = {

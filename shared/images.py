@@ -7,13 +7,14 @@ import io
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
-
-import httpx
-from PIL import Image
 
 from shared import errors
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: most functions never decode or download an image
+    import httpx
 
 CONTENT_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 _MAX_REDIRECTS = 3
@@ -40,6 +41,8 @@ def sniff(data: bytes, max_pixels: int, field: str = "image_url") -> ImageInfo:
         raise errors.InvalidField(
             field, "The content is not a JPEG, PNG or WebP image.", allowed=list(CONTENT_TYPES)
         )
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
@@ -100,6 +103,8 @@ def _resolve(host: str, port: int, field: str) -> list[ipaddress.IPv4Address | i
 
 def fetch(url: str, settings: Settings, *, max_bytes: int, client: httpx.Client | None = None) -> bytes:
     """Download a public image with bounded size, checking every redirect target like the first URL."""
+    import httpx
+
     own = client or httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), follow_redirects=False)
     try:
         for _ in range(_MAX_REDIRECTS + 1):

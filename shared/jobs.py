@@ -227,6 +227,7 @@ def verify_upload(user: User, sha256: str) -> None:
         size=record["size"],
         max_pixels=settings.max_image_pixels,
     )
+    storage.keep(record["storage_key"])
     get_db().call("verify_upload", user=user.id, sha256=sha256, width=info.width, height=info.height)
 
 

@@ -37,8 +37,8 @@ _SCRUB = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',\\]+"), r"\1 " + REDACTED),
     (re.compile(r"\beyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*"), REDACTED),
     # Stripe secret, restricted and webhook-signing keys; Stripe-Signature schemes.
-    (re.compile(r"\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9]+"), REDACTED),
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), REDACTED),
+    (re.compile(r"\b(?:sk|rk)_(?:test|live)_\w+"), REDACTED),
+    (re.compile(r"\bwhsec_[\w+/=]+"), REDACTED),
     (re.compile(r"\b(v0|v1)=[0-9a-fA-F]{16,}"), r"\1=" + REDACTED),
     # fal keys ("Key <id>:<secret>" or a bare "<uuid>:<hex>") and Ed25519 signatures (128 hex digits).
     (re.compile(r"\bKey\s+[\w-]+:[\w-]+"), "Key " + REDACTED),
@@ -97,7 +97,7 @@ def job_transition(procedure: str, params: dict[str, Any], result: Any) -> None:
     job_id = params.get("job")
     fields: dict[str, Any] = {"event": "job_transition", "procedure": procedure}
     if isinstance(result, dict):
-        body = result.get("body") if isinstance(result.get("body"), dict) else {}
+        body = result["body"] if isinstance(result.get("body"), dict) else {}
         job_id = job_id or result.get("job_id") or body.get("job_id")
         fields["outcome"] = result.get("outcome") or result.get("status")
     elif isinstance(result, bool):
@@ -167,7 +167,7 @@ def configure(level: str | int | None = None, *, stream: IO[str] | None = None) 
         return
     adopted = [h for h in root.handlers if _adoptable(h)]
     if not adopted:
-        handler = logging.StreamHandler(stream or sys.stderr)
+        handler: logging.Handler = logging.StreamHandler(stream or sys.stderr)
         root.addHandler(handler)
         adopted = [handler]
     for handler in adopted:

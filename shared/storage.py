@@ -23,6 +23,8 @@ from shared import errors
 from shared.settings import Settings, get_settings, public_base_url
 
 CHUNK = 1024 * 1024
+#: Object tag on uploads: ``unverified`` until a job has checked the bytes, then ``verified``.
+UPLOAD_TAG = "i2v-upload"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,9 @@ class Storage(ABC):
         """Store a local file under ``key``; with ``move`` the file may be consumed (renamed into place)."""
         with path.open("rb") as fh:
             return self.put_stream(key, fh, content_type)
+
+    def keep(self, key: str) -> None:  # noqa: B027  (a no-op unless the store expires untagged uploads)
+        """Mark a verified upload as kept (exempt from the expiry of abandoned uploads); a no-op by default."""
 
 
 class LocalStorage(Storage):
@@ -215,13 +220,18 @@ class S3Storage(Storage):
         region: str,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
+        tag_uploads: bool | None = None,
     ) -> None:
+        """``tag_uploads`` (default: on AWS S3, off for other endpoints, which may not support object tags) tags
+        each upload ``i2v-upload=unverified`` until a job verifies it; serverless.yml's lifecycle rule expires
+        the objects still so tagged."""
         import boto3  # imported here: the local default never pays for it
         from botocore.config import Config
 
         self.bucket = bucket
         self.endpoint_url = endpoint_url.rstrip("/") if endpoint_url else None
         self.region = region
+        self.tag_uploads = endpoint_url is None if tag_uploads is None else tag_uploads
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": "path"} if endpoint_url else {},
@@ -233,7 +243,7 @@ class S3Storage(Storage):
             else {}
         )
         self.client: Any = boto3.client(
-            "s3", endpoint_url=endpoint_url, region_name=region, config=config, **keys
+            "s3", endpoint_url=endpoint_url or None, region_name=region, config=config, **keys
         )
 
     def put_stream(
@@ -279,13 +289,19 @@ class S3Storage(Storage):
         )
 
     def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> UploadTarget:
+        params = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
+        headers = {"Content-Type": content_type}
+        if self.tag_uploads:  # signed into the URL: the PUT must carry the same x-amz-tagging header
+            params["Tagging"] = headers["x-amz-tagging"] = f"{UPLOAD_TAG}=unverified"
         url = self.client.generate_presigned_url(
-            "put_object",
-            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
-            ExpiresIn=ttl_s,
-            HttpMethod="PUT",
+            "put_object", Params=params, ExpiresIn=ttl_s, HttpMethod="PUT"
         )
-        return UploadTarget(str(url), "PUT", {"Content-Type": content_type}, int(time.time()) + ttl_s)
+        return UploadTarget(str(url), "PUT", headers, int(time.time()) + ttl_s)
+
+    def keep(self, key: str) -> None:
+        if self.tag_uploads:
+            tags = {"TagSet": [{"Key": UPLOAD_TAG, "Value": "verified"}]}
+            self.client.put_object_tagging(Bucket=self.bucket, Key=key, Tagging=tags)
 
     def ref_url(self, key: str) -> str:
         if self.endpoint_url:

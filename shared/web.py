@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, TypeVar
 
@@ -14,6 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -194,9 +197,21 @@ def _wrap(exc: Exception) -> errors.I2VError:
     return err
 
 
+def _operation_id(route: APIRoute) -> str:
+    """OpenAPI operationId = the endpoint's function name (generate_video), which client generators name after."""
+    return route.name
+
+
 def make_app(*routers: APIRouter, title: str = "i2v") -> FastAPI:
     """A FastAPI app with the error renderer, request ids and CORS, serving the given routers."""
-    app = FastAPI(title=title, version="0.1.0", openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title=title,
+        version="0.1.0",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        generate_unique_id_function=_operation_id,
+    )
     _install_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -221,12 +236,15 @@ def json_body(raw: bytes) -> Any:
 class LambdaHandler:
     """A Lambda entry point: API Gateway HTTP API (payload 2.0) and Function URL events, through Mangum.
 
-    The app is built on first use and kept for the life of the container, like the database pool behind it.
+    The app is built on first use and kept for the life of the container, like the database pool behind it, and
+    so is the event loop Mangum runs it on: Mangum takes the thread's current loop, so one is made current
+    before each invocation when there is none (Python 3.12 deprecates creating it implicitly).
     """
 
     def __init__(self, *routers: APIRouter) -> None:
         self._routers = routers
         self._adapter: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def prepare(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         """Build the app and its Mangum adapter (lifespan off: no startup/shutdown around each invocation)."""
@@ -239,8 +257,24 @@ class LambdaHandler:
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Serve one invocation and return the proxy response (statusCode, headers, body, isBase64Encoded)."""
-        result: dict[str, Any] = self.prepare()(event, context)
+        adapter = self.prepare()
+        self._loop = _current_loop()
+        result: dict[str, Any] = adapter(event, context)
         return result
+
+
+def _current_loop() -> asyncio.AbstractEventLoop:
+    """The thread's current event loop, or a new one made current when there is none (or it was closed)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_event_loop()
+    except RuntimeError:  # none, and none may be created implicitly here
+        loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
 
 
 def lambda_handler(*routers: APIRouter) -> LambdaHandler:

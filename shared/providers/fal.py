@@ -172,7 +172,9 @@ class FalProvider(Provider):
         if not isinstance(storage, LocalStorage):
             return storage.download_url(key, _IMAGE_URL_TTL_S)
         sha = key.rsplit("/", 1)[-1].split(".", 1)[0]
-        cached = self._cdn_urls.get(sha) or get_db().call("get_provider_upload", provider=self.name, sha256=sha)
+        cached = self._cdn_urls.get(sha) or get_db().call(
+            "get_provider_upload", provider=self.name, sha256=sha
+        )
         if cached:
             self._cdn_urls[sha] = str(cached)
             return str(cached)

@@ -1,0 +1,104 @@
+"""Three views of the API agree: serverless.yml's routes, the local server's routes, and openapi.json's paths."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi.routing import APIRoute
+
+from infra import openapi
+from infra.server import FUNCTION_ROUTERS
+
+ROOT = Path(__file__).resolve().parent.parent
+Route = tuple[str, str]
+
+
+def serverless() -> dict[str, Any]:
+    """serverless.yml as data (its ${...} variables stay strings)."""
+    data: dict[str, Any] = yaml.safe_load((ROOT / "serverless.yml").read_text())
+    return data
+
+
+def deployed_routes() -> dict[str, set[Route]]:
+    """Handler module (functions.x) -> the (METHOD, path) routes its Lambda is given in serverless.yml."""
+    routes: dict[str, set[Route]] = {}
+    for spec in serverless()["functions"].values():
+        module = spec["handler"].removesuffix(".handler").replace("/", ".")
+        for event in spec.get("events", []):
+            if "httpApi" in event:
+                api = event["httpApi"]
+                routes.setdefault(module, set()).add((api["method"].upper(), api["path"]))
+    return routes
+
+
+def router_routes(router: Any, *, schema_only: bool = False) -> set[Route]:
+    """The (METHOD, path) pairs a FastAPI router serves."""
+    return {
+        (method, route.path)
+        for route in router.routes
+        if isinstance(route, APIRoute) and (route.include_in_schema or not schema_only)
+        for method in route.methods or ()
+    }
+
+
+def test_every_function_module_is_deployed_once_with_its_own_routes() -> None:
+    """Each module in functions/ with a router has one Lambda whose httpApi routes are exactly its router's."""
+    modules = sorted(
+        f"functions.{p.stem}"
+        for p in (ROOT / "functions").glob("*.py")
+        if hasattr(importlib.import_module(f"functions.{p.stem}"), "router")
+    )
+    deployed = deployed_routes()
+    assert sorted(deployed) == modules
+    for module in modules:
+        assert deployed[module] == router_routes(importlib.import_module(module).router), module
+
+
+def test_serverless_routes_equal_the_local_servers_routes() -> None:
+    """The union of serverless.yml's routes is what the local server mounts from FUNCTION_ROUTERS."""
+    local = set().union(*(router_routes(r) for r in FUNCTION_ROUTERS))
+    assert set().union(*deployed_routes().values()) == local
+
+
+def test_openapi_paths_equal_the_documented_routes() -> None:
+    """openapi.json lists every route the local server mounts, except the undocumented /api/health alias."""
+    documented = set().union(*(router_routes(r, schema_only=True) for r in FUNCTION_ROUTERS))
+    doc = json.loads((ROOT / "openapi.json").read_text())
+    in_doc = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
+    assert in_doc == documented
+    assert set().union(*deployed_routes().values()) - in_doc == {("GET", "/api/health")}
+
+
+def test_openapi_json_is_not_stale() -> None:
+    """The committed openapi.json is exactly what `python -m infra.openapi` generates now (run `make openapi`)."""
+    assert (ROOT / "openapi.json").read_text() == openapi.render()
+
+
+def test_every_handler_in_serverless_yml_exists() -> None:
+    """Each function's handler names a module in functions/ with a callable ``handler``."""
+    for name, spec in serverless()["functions"].items():
+        module_path, _, attribute = spec["handler"].rpartition(".")
+        assert module_path.startswith("functions/"), name
+        module = importlib.import_module(module_path.replace("/", "."))
+        assert callable(getattr(module, attribute)), name
+
+
+def test_reconciler_runs_on_a_schedule_without_http() -> None:
+    """The reconciler is the one function without an HTTP route, invoked every minute."""
+    spec = serverless()["functions"]["reconcile"]
+    assert spec["handler"] == "functions/reconcile.handler"
+    assert spec["events"] == [{"schedule": "rate(1 minute)"}]
+
+
+def test_http_functions_fit_the_api_gateway_timeout() -> None:
+    """Every HTTP function except the mirroring fal-webhook ends within API Gateway's 30 s (≤ 29 s)."""
+    config = serverless()
+    default = config["provider"]["timeout"]
+    for name, spec in config["functions"].items():
+        http = any("httpApi" in e for e in spec.get("events", []))
+        if http and name != "falWebhook":
+            assert spec.get("timeout", default) <= 29, name
