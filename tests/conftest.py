@@ -7,6 +7,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,23 @@ def stack(postgres: EmbeddedPostgres) -> Iterator[str]:
 def db(stack: str) -> Database:
     """The stack's database (for set-up and for checking invariants, never for the behaviour under test)."""
     return get_db()
+
+
+@contextmanager
+def configured(**env: str) -> Iterator[None]:
+    """Temporarily set settings through the environment."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        get_settings.cache_clear()
 
 
 def debit_job(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -20,27 +19,10 @@ from shared.providers import _http
 from shared.providers.catalog import find_model
 from shared.providers.fal import FalProvider
 from shared.settings import get_settings
-from tests.conftest import EXAMPLES, Caller, debit_job
+from tests.conftest import EXAMPLES, Caller, configured, debit_job
 from tests.emulators.fal import FalEmulator, Fault, JobPlan, MediaFile, ModelError, WebhookPlan
 
 KLING = "kling-2.1-standard"
-
-
-@contextmanager
-def configured(**env: str) -> Iterator[None]:
-    """Temporarily set settings through the environment."""
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

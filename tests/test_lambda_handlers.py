@@ -10,7 +10,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,13 @@ from functions import (
 from shared.db import Database
 from shared.engine.render import render_video
 from shared.providers import _http
-from shared.settings import get_settings
 from tests.billing_support import (
     Shop,
     emu_fixture,  # noqa: F401  (fixture)
     shop_fixture,  # noqa: F401  (fixture)
     stripe_server_fixture,  # noqa: F401  (fixture)
 )
-from tests.conftest import EXAMPLES, Caller
+from tests.conftest import EXAMPLES, Caller, configured
 from tests.emulators.fal import FalEmulator, JobPlan, MediaFile, WebhookPlan
 from tests.emulators.stripe import prepare_delivery
 from tests.lambda_support import LambdaContext, http_event, json_body
@@ -63,23 +61,6 @@ def invoke(handler: Any, event: dict[str, Any]) -> dict[str, Any]:
     assert isinstance(response["body"], str) and isinstance(response["isBase64Encoded"], bool)
     assert all(name == name.lower() for name in response["headers"])
     return response
-
-
-@contextmanager
-def configured(**env: str) -> Iterator[None]:
-    """Temporarily set settings through the environment."""
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
 
 
 def test_health_answers_on_both_routes(stack: str) -> None:
