@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi.routing import APIRoute
-
 from infra import lambda_build
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,14 +102,12 @@ def first_events() -> dict[str, dict[str, Any] | None]:
     for path in sorted((ROOT / "functions").glob("*.py")):
         if path.stem == "__init__":
             continue
-        router = getattr(importlib.import_module(f"functions.{path.stem}"), "router", None)
-        routes = [r for r in router.routes if isinstance(r, APIRoute)] if router is not None else []
-        if not routes:
+        endpoint = getattr(importlib.import_module(f"functions.{path.stem}"), "endpoint", None)
+        if endpoint is None:
             events[path.stem] = None
             continue
-        method = sorted(routes[0].methods or {"GET"})[0]
-        body: dict[str, Any] | None = {} if method == "POST" else None
-        events[path.stem] = http_event(method, routes[0].path, body=body)
+        body: dict[str, Any] | None = {} if endpoint.method == "POST" else None
+        events[path.stem] = http_event(endpoint.method, endpoint.path, body=body)
     return events
 
 

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-from uuid import UUID
+from typing import Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
-
-from shared import jobs
-from shared.models import VideoStatus
-from shared.web import CurrentUser, lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, lambda_handler
 
 
-class CancelVideoRequest(BaseModel):
-    """Body of POST cancel-video."""
-
-    model_config = ConfigDict(extra="forbid")
-    job_id: UUID
-
-
-@router.post("/functions/v1/cancel-video", response_model=VideoStatus, tags=["videos"])
-def cancel_video(body: CancelVideoRequest, user: CurrentUser) -> VideoStatus:
+def cancel_video(call: Call) -> Any:
     """Cancel a pending or processing job (refunded); a finished job answers 409."""
-    return jobs.cancel(user, body.job_id)
+    from shared import jobs
+
+    return jobs.cancel(call.user, call.data.job_id)
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "POST",
+    "/functions/v1/cancel-video",
+    cancel_video,
+    tags=("videos",),
+    body="shared.models:CancelVideoRequest",
+    response="shared.models:VideoStatus",
+    errors=(404, 409),
+)
+handler = lambda_handler(endpoint)

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-from shared import uploads
-from shared.models import CreateUploadRequest, CreateUploadResponse
-from shared.web import CurrentUser, lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, lambda_handler
 
 
-@router.post(
-    "/functions/v1/create-upload-url",
-    response_model=CreateUploadResponse,
-    response_model_exclude_none=True,
-    tags=["uploads"],
-)
-def create_upload_url(body: CreateUploadRequest, user: CurrentUser) -> CreateUploadResponse:
+def create_upload_url(call: Call) -> Any:
     """Return a signed PUT target for the image, or its URL when this user already stored that content."""
-    return uploads.create_upload(user, body)
+    from shared import uploads
+
+    return uploads.create_upload(call.user, call.data)
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "POST",
+    "/functions/v1/create-upload-url",
+    create_upload_url,
+    tags=("uploads",),
+    body="shared.models:CreateUploadRequest",
+    response="shared.models:CreateUploadResponse",
+    exclude_none=True,
+)
+handler = lambda_handler(endpoint)

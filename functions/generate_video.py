@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-
-from shared import jobs
-from shared.models import GenerateVideoRequest, GenerateVideoResponse
-from shared.web import CurrentUser, IdempotencyKey, lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, Reply, lambda_handler
 
 
-@router.post(
-    "/functions/v1/generate-video",
-    status_code=202,
-    response_model=GenerateVideoResponse,
-    tags=["videos"],
-    responses={402: {}, 404: {}, 409: {}, 422: {}},
-)
-def generate_video(body: GenerateVideoRequest, user: CurrentUser, key: IdempotencyKey) -> JSONResponse:
+def generate_video(call: Call) -> Reply:
     """Start a video job, charged once per Idempotency-Key; a replay returns the first response."""
-    outcome = jobs.start_generation(user, key, body.model_dump(mode="json", exclude_unset=True), body)
+    from shared import jobs
+
+    assert call.idempotency_key is not None
+    body = call.data
+    outcome = jobs.start_generation(
+        call.user, call.idempotency_key, body.model_dump(mode="json", exclude_unset=True), body
+    )
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
-    return JSONResponse(outcome.body, status_code=outcome.status, headers=headers)
+    return Reply(outcome.body, status=outcome.status, headers=headers)
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "POST",
+    "/functions/v1/generate-video",
+    generate_video,
+    tags=("videos",),
+    idempotency_key="required",
+    body="shared.models:GenerateVideoRequest",
+    response="shared.models:GenerateVideoResponse",
+    status=202,
+    errors=(402, 404, 409, 422),
+)
+handler = lambda_handler(endpoint)

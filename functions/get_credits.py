@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Query
-
-from shared import credits
-from shared.models import Credits
-from shared.web import CurrentUser, lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, Param, lambda_handler
 
 
-@router.get("/functions/v1/get-credits", response_model=Credits, tags=["credits"])
-def get_credits(user: CurrentUser, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> Credits:
+def get_credits(call: Call) -> Any:
     """Return the balance and the newest ledger entries."""
-    return credits.summary(user, limit)
+    from shared import credits
+
+    return credits.summary(call.user, call.args["limit"])
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "GET",
+    "/functions/v1/get-credits",
+    get_credits,
+    tags=("credits",),
+    params=(Param("limit", "int", default=50, minimum=1, maximum=200, description="ledger entries, 1-200"),),
+    response="shared.models:Credits",
+)
+handler = lambda_handler(endpoint)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from uuid import UUID
+from typing import Any
 
-from fastapi import APIRouter
-
-from shared import jobs
-from shared.models import VideoStatus
-from shared.web import CurrentUser, lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, Param, lambda_handler
 
 
-@router.get("/functions/v1/get-video-status", response_model=VideoStatus, tags=["videos"])
-def get_video_status(job_id: UUID, user: CurrentUser) -> VideoStatus:
+def get_video_status(call: Call) -> Any:
     """Return the status of one of the caller's jobs (404 for anyone else's)."""
-    return jobs.status(user, job_id)
+    from shared import jobs
+
+    return jobs.status(call.user, call.args["job_id"])
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "GET",
+    "/functions/v1/get-video-status",
+    get_video_status,
+    tags=("videos",),
+    params=(Param("job_id", "uuid", required=True),),
+    response="shared.models:VideoStatus",
+    errors=(404,),
+)
+handler = lambda_handler(endpoint)

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from shared import errors
-from shared.db import get_db
-from shared.models import Health
-from shared.web import lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, lambda_handler
 
 
-@router.get("/functions/v1/health", response_model=Health, tags=["ops"])
-@router.get("/api/health", response_model=Health, tags=["ops"], include_in_schema=False)
-def health() -> Health:
+def health(call: Call) -> dict[str, str]:
     """Report ok when the database answers, 503 otherwise."""
+    from shared.db import get_db
+
     if not get_db().ping():
         raise errors.ServiceUnavailable("The database does not answer.")
-    return Health(status="ok")
+    return {"status": "ok"}
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "GET",
+    "/functions/v1/health",
+    health,
+    tags=("ops",),
+    auth=False,
+    response="shared.models:Health",
+    errors=(503,),
+    aliases=("/api/health",),
+)
+handler = lambda_handler(endpoint)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-from shared import billing
-from shared.billing import CreditPackList
-from shared.web import lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, lambda_handler
 
 
-@router.get("/functions/v1/list-credit-packs", response_model=CreditPackList, tags=["billing"])
-def list_credit_packs() -> CreditPackList:
+def list_credit_packs(call: Call) -> Any:
     """List the credit packs (id, credits, price in cents, currency), cheapest first."""
+    from shared import billing
+
     return billing.pack_list()
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "GET",
+    "/functions/v1/list-credit-packs",
+    list_credit_packs,
+    tags=("billing",),
+    auth=False,
+    response="shared.billing:CreditPackList",
+)
+handler = lambda_handler(endpoint)

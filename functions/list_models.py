@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-from shared import catalog_view
-from shared.models import ModelList
-from shared.web import lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, lambda_handler
 
 
-@router.get("/functions/v1/list-models", response_model=ModelList, tags=["models"])
-def list_models() -> ModelList:
+def list_models(call: Call) -> Any:
     """List the model catalog with availability and allowed settings."""
+    from shared import catalog_view
+
     return catalog_view.model_list()
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "GET",
+    "/functions/v1/list-models",
+    list_models,
+    tags=("models",),
+    auth=False,
+    response="shared.models:ModelList",
+)
+handler = lambda_handler(endpoint)

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Query
-
-from shared import listing
-from shared.models import VideoList
-from shared.web import CurrentUser, lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, Param, lambda_handler
 
 
-@router.get("/functions/v1/list-videos", response_model=VideoList, tags=["videos"], responses={400: {}})
-def list_videos(
-    user: CurrentUser,
-    status: Annotated[str | None, Query(description="pending|processing|completed|failed|canceled")] = None,
-    limit: Annotated[int, Query(description="1-200")] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> VideoList:
+def list_videos(call: Call) -> Any:
     """List the caller's jobs newest first; follow ``next_cursor`` until it is null."""
-    return listing.list_videos(user, status or None, limit, cursor or None)
+    from shared import listing
+
+    args = call.args
+    return listing.list_videos(call.user, args["status"], args["limit"], args["cursor"])
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "GET",
+    "/functions/v1/list-videos",
+    list_videos,
+    tags=("videos",),
+    params=(
+        Param("status", description="pending|processing|completed|failed|canceled"),
+        Param("limit", "int", default=50, description="1-200"),
+        Param("cursor", description="next_cursor of the previous page"),
+    ),
+    response="shared.models:VideoList",
+)
+handler = lambda_handler(endpoint)

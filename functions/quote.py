@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-from shared import quotes
-from shared.models import GenerateVideoRequest, Quote
-from shared.web import CurrentUser, lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, lambda_handler
 
 
-@router.post("/functions/v1/quote", response_model=Quote, tags=["videos"], responses={400: {}, 404: {}})
-def quote(body: GenerateVideoRequest, user: CurrentUser) -> Quote:
+def quote(call: Call) -> Any:
     """Return what generate-video would charge for this body and the balance after it; nothing is charged."""
-    return quotes.quote(user, body)
+    from shared import quotes
+
+    return quotes.quote(call.user, call.data)
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "POST",
+    "/functions/v1/quote",
+    quote,
+    tags=("videos",),
+    body="shared.models:GenerateVideoRequest",
+    response="shared.models:Quote",
+    errors=(404,),
+)
+handler = lambda_handler(endpoint)

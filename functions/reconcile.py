@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared import hosted, logs
-from shared.db import get_db
+from shared import logs
 
 log = logging.getLogger("i2v.reconcile")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run one reconciliation pass (EventBridge schedule) and purge expired Idempotency-Keys; returns the counts."""
+    from shared import hosted
+    from shared.db import get_db
+
     logs.configure()
     with logs.scope(aws_request_id=getattr(context, "aws_request_id", None)):
         counts = hosted.reconcile_once()

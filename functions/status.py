@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-from shared import listing
-from shared.models import JobCounts
-from shared.web import CurrentUser, lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, lambda_handler
 
 
-@router.get("/functions/v1/status", response_model=JobCounts, tags=["videos"])
-def status(user: CurrentUser) -> JobCounts:
+def status(call: Call) -> Any:
     """Count the caller's jobs by status."""
-    return listing.job_counts(user)
+    from shared import listing
+
+    return listing.job_counts(call.user)
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "GET", "/functions/v1/status", status, tags=("videos",), response="shared.models:JobCounts"
+)
+handler = lambda_handler(endpoint)

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
+from typing import Any
 
-from shared import billing
-from shared.billing import WebhookAck
-from shared.web import lambda_handler
-
-router = APIRouter()
+from shared.web import Call, Endpoint, lambda_handler
 
 
-@router.post(
-    "/functions/v1/stripe-webhook", response_model=WebhookAck, tags=["webhooks"], responses={400: {}, 503: {}}
-)
-async def stripe_webhook(request: Request) -> WebhookAck:
+def stripe_webhook(call: Call) -> Any:
     """Answer 2xx once the event is applied (or is a duplicate, or a type we ignore); 400 on a bad signature."""
-    body = await request.body()
-    signature = request.headers.get("stripe-signature")
-    return await run_in_threadpool(billing.handle_webhook, body, signature)
+    from shared import billing
+
+    return billing.handle_webhook(call.raw_body, call.headers.get("stripe-signature"))
 
 
-handler = lambda_handler(router)
+endpoint = Endpoint(
+    "POST",
+    "/functions/v1/stripe-webhook",
+    stripe_webhook,
+    tags=("webhooks",),
+    auth=False,
+    response="shared.billing:WebhookAck",
+    errors=(400, 503),
+)
+handler = lambda_handler(endpoint)

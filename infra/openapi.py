@@ -2,10 +2,10 @@
 
     python -m infra.openapi [--check]
 
-The document is the one the local server serves at /openapi.json, with what generated clients
-(swift-openapi-generator, openapi-generator) need to be right: the bearer security scheme of the authenticated
-endpoints, the required Idempotency-Key of generate-video, and the one error body (``Error``) on every error
-response in place of FastAPI's default 422 validation shape (validation errors answer 400 ``invalid_field``).
+The document is built from the functions' ``Endpoint`` declarations (shared.web) and their pydantic models, and
+is the one the local server serves at /openapi.json. It carries what generated clients (swift-openapi-generator,
+openapi-generator) need to be right: operationIds named after the functions, the bearer security scheme of the
+authenticated endpoints, the Idempotency-Key header, and the one error body (``Error``) on every error response.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from fastapi.routing import APIRoute
+from shared.web import Endpoint, Param, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "openapi.json"
+REF = "#/components/schemas/{model}"
 _BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
-#: Headers the server requires although the endpoint reads them as optional (to answer 400 with our error shape).
-_REQUIRED_HEADERS = {"generate_video": "Idempotency-Key"}
 _ERROR = {
     "type": "object",
     "required": ["error"],
@@ -43,70 +43,104 @@ _ERROR = {
     },
 }
 _ERROR_REF = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+_IDEMPOTENCY_KEY = {"type": "string", "minLength": 1, "maxLength": 257}
+DESCRIPTION = (
+    "Image-to-video generation billed in credits. Authenticated endpoints take a Supabase access token "
+    "(`Authorization: Bearer ...`); generate-video requires an `Idempotency-Key` header."
+)
 
 
 def document() -> dict[str, Any]:
     """The OpenAPI document of the routed functions (the media routes of the local server are not in it)."""
-    from infra.server import FUNCTION_ROUTERS
-    from shared.web import make_app
+    from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-    app = make_app(*FUNCTION_ROUTERS, title="i2v")
-    app.description = (
-        "Image-to-video generation billed in credits. Authenticated endpoints take a Supabase access token "
-        "(`Authorization: Bearer ...`); generate-video requires an `Idempotency-Key` header."
+    from infra.server import ENDPOINTS
+
+    models = sorted(
+        {ref for e in ENDPOINTS for ref in (e.body, e.response) if ref}, key=lambda r: r.split(":")[1]
     )
-    doc = app.openapi()
-    doc["servers"] = [{"url": "http://127.0.0.1:8000", "description": "i2v serve (local stack)"}]
-    components = doc.setdefault("components", {})
-    components["securitySchemes"] = _BEARER
-    components["schemas"]["Error"] = _ERROR
-    for name in ("HTTPValidationError", "ValidationError"):
-        components["schemas"].pop(name, None)
-    authed = {
-        (method.lower(), route.path)
-        for router in FUNCTION_ROUTERS
-        for route in router.routes
-        if isinstance(route, APIRoute) and _takes_bearer(doc, route)
-        for method in route.methods or ()
+    modes: dict[str, JsonSchemaMode] = {e.body: "validation" for e in ENDPOINTS if e.body}
+    modes |= {e.response: "serialization" for e in ENDPOINTS if e.response}
+    _, schemas = models_json_schema([(load_model(ref), modes[ref]) for ref in models], ref_template=REF)
+    paths: dict[str, Any] = {}
+    for endpoint in ENDPOINTS:
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "i2v", "description": DESCRIPTION, "version": "0.1.0"},
+        "paths": paths,
+        "components": {
+            "schemas": {**dict(sorted(schemas.get("$defs", {}).items())), "Error": _ERROR},
+            "securitySchemes": _BEARER,
+        },
+        "servers": [{"url": "http://127.0.0.1:8000", "description": "i2v serve (local stack)"}],
     }
-    for path, operations in doc["paths"].items():
-        for method, operation in operations.items():
-            if (method, path) in authed:
-                operation["security"] = [{"bearerAuth": []}]
-                operation["parameters"] = [
-                    p for p in operation.get("parameters", []) if p.get("name") != "authorization"
-                ]
-                if not operation["parameters"]:
-                    del operation["parameters"]
-                operation["responses"].setdefault("401", {"description": "Unauthorized"})
-            _shape_errors(operation)
-            for param in operation.get("parameters", []):
-                if param["name"] == _REQUIRED_HEADERS.get(operation["operationId"]):
-                    param.update(required=True, schema={"type": "string", "minLength": 1, "maxLength": 257})
-    return doc
 
 
-def _shape_errors(operation: dict[str, Any]) -> None:
-    """Every error response carries the Error body; FastAPI's automatic 422 becomes our 400 invalid_field."""
-    responses = operation["responses"]
-    default_422 = responses.get("422", {}).get("description") == "Validation Error"
-    if default_422:
-        del responses["422"]
-    if default_422 or operation.get("requestBody") or operation.get("parameters"):
-        responses.setdefault("400", {"description": "Bad Request (invalid_field names the field)"})
-    for status, response in responses.items():
-        if int(status) >= 400:
-            response["content"] = _ERROR_REF
-    operation["responses"] = dict(sorted(responses.items()))
+def _operation(endpoint: Endpoint) -> dict[str, Any]:
+    doc = (endpoint.run.__doc__ or "").strip()
+    operation: dict[str, Any] = {
+        "tags": list(endpoint.tags),
+        "summary": endpoint.name.replace("_", " ").title(),
+        "description": doc,
+        "operationId": endpoint.name,
+    }
+    parameters = [_parameter(p) for p in endpoint.params]
+    if endpoint.idempotency_key:
+        parameters.insert(
+            0,
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": endpoint.idempotency_key == "required",
+                "schema": _IDEMPOTENCY_KEY,
+            },
+        )
+    if parameters:
+        operation["parameters"] = parameters
+    if endpoint.body:
+        name = endpoint.body.split(":")[1]
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=name)}}},
+        }
+    success: dict[str, Any] = {"description": "Successful Response"}
+    if endpoint.response:
+        name = endpoint.response.split(":")[1]
+        success["content"] = {"application/json": {"schema": {"$ref": REF.format(model=name)}}}
+    else:
+        success["content"] = {"application/json": {"schema": {"type": "object"}}}
+    statuses = set(endpoint.errors)
+    if endpoint.body or parameters or endpoint.auth:
+        statuses.add(400)
+    if endpoint.auth:
+        statuses.add(401)
+    responses: dict[str, Any] = {str(endpoint.status): success}
+    for status in sorted(statuses):
+        phrase = "Bad Request (invalid_field names the field)" if status == 400 else HTTPStatus(status).phrase
+        responses[str(status)] = {"description": phrase, "content": _ERROR_REF}
+    operation["responses"] = responses
+    if endpoint.auth:
+        operation["security"] = [{"bearerAuth": []}]
+    return operation
 
 
-def _takes_bearer(doc: dict[str, Any], route: APIRoute) -> bool:
-    operations = doc["paths"].get(route.path, {})
-    return any(
-        p.get("name") == "authorization" and p.get("in") == "header"
-        for op in operations.values()
-        for p in op.get("parameters", [])
-    )
+def _parameter(param: Param) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "str": {"type": "string"},
+        "int": {"type": "integer"},
+        "uuid": {"type": "string", "format": "uuid"},
+    }[param.kind]
+    if param.minimum is not None:
+        schema["minimum"] = param.minimum
+    if param.maximum is not None:
+        schema["maximum"] = param.maximum
+    if param.default is not None:
+        schema["default"] = param.default
+    spec: dict[str, Any] = {"name": param.name, "in": "query", "required": param.required, "schema": schema}
+    if param.description:
+        spec["description"] = param.description
+    return spec
 
 
 def render() -> str:

@@ -12,8 +12,11 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions import (
     cancel_video,
@@ -36,25 +39,26 @@ from shared import db as dbmod
 from shared.migrations import migrate, sync_models
 from shared.providers.local import get_local_engine
 from shared.settings import Settings, get_settings, set_runtime_base_url
-from shared.web import make_app
+from shared.web import App, Endpoint, request_id
 
 log = logging.getLogger("i2v.server")
 
-FUNCTION_ROUTERS: list[APIRouter] = [
-    generate_video.router,
-    get_video_status.router,
-    list_models.router,
-    get_credits.router,
-    create_upload_url.router,
-    cancel_video.router,
-    fal_webhook.router,
-    list_videos.router,
-    status.router,
-    quote.router,
-    list_credit_packs.router,
-    create_checkout_session.router,
-    stripe_webhook.router,
-    health.router,
+#: Every HTTP cloud function, in the order the OpenAPI document lists them.
+ENDPOINTS: list[Endpoint] = [
+    generate_video.endpoint,
+    get_video_status.endpoint,
+    list_models.endpoint,
+    get_credits.endpoint,
+    create_upload_url.endpoint,
+    cancel_video.endpoint,
+    fal_webhook.endpoint,
+    list_videos.endpoint,
+    status.endpoint,
+    quote.endpoint,
+    list_credit_packs.endpoint,
+    create_checkout_session.endpoint,
+    stripe_webhook.endpoint,
+    health.endpoint,
 ]
 
 
@@ -103,9 +107,49 @@ def _local_storage() -> storage.LocalStorage:
     return current
 
 
-def create_app() -> FastAPI:
-    """The app serving every function under /functions/v1/<name>, plus local media."""
-    return make_app(*FUNCTION_ROUTERS, media_router(), title="i2v")
+def site_app() -> FastAPI:
+    """What the local server serves besides the functions: media, uploads, /openapi.json and /docs."""
+    app = FastAPI(title="i2v", openapi_url=None, docs_url=None, redoc_url=None)
+
+    def render(request: Request, exc: errors.I2VError) -> JSONResponse:
+        rid = request_id(request.headers, request.scope)
+        return JSONResponse(exc.to_json(rid), status_code=exc.status, headers={"X-Request-Id": rid})
+
+    @app.exception_handler(errors.I2VError)
+    def _i2v(request: Request, exc: errors.I2VError) -> JSONResponse:
+        return render(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return render(request, errors.BadRequest("Invalid request."))
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        missing = {404: errors.NotFound("No such endpoint."), 405: errors.MethodNotAllowed()}
+        return render(request, missing.get(exc.status_code) or errors.BadRequest(str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request failed", extra={"path": request.url.path}, exc_info=exc)
+        return render(request, errors.I2VError("An unexpected error occurred."))
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> JSONResponse:
+        from infra.openapi import document
+
+        return JSONResponse(document())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="i2v API")
+
+    app.include_router(media_router())
+    return app
+
+
+def create_app() -> App:
+    """The app serving every function under /functions/v1/<name>, then local media, uploads and the docs."""
+    return App(ENDPOINTS, fallback=site_app())
 
 
 class LocalStack:

@@ -13,8 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -22,7 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from shared import errors, logs
+from shared import errors, logs, timing
 from shared.settings import get_settings
 
 _SQLSTATE_ERRORS: dict[str, type[errors.I2VError]] = {
@@ -120,7 +118,7 @@ class Database:
     def _execute(self, query: sql.Composed | sql.SQL, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self._lock:
             self.round_trips += 1
-        stats = _request_stats.get()
+        stats = timing.current()
         started = time.perf_counter()
         try:
             with self._connection() as conn:
@@ -150,24 +148,6 @@ class Database:
             raise _map_error(exc) from exc
         except TimeoutError as exc:  # psycopg_pool.PoolTimeout subclasses it
             raise errors.ServiceUnavailable("The database is not reachable.") from exc
-
-
-@dataclass
-class RequestStats:
-    """Database round trips made while serving one request (reported in its Server-Timing header)."""
-
-    round_trips: int = 0
-    seconds: float = 0.0
-
-
-_request_stats: ContextVar[RequestStats | None] = ContextVar("i2v_db_request_stats", default=None)
-
-
-def track_request() -> RequestStats:
-    """Start counting this request's database round trips (the context is shared with its worker thread)."""
-    stats = RequestStats()
-    _request_stats.set(stats)
-    return stats
 
 
 _default: Database | None = None

@@ -56,6 +56,13 @@ class VideoStatus(BaseModel):
     updated_at: datetime | None = None
 
 
+class CancelVideoRequest(BaseModel):
+    """Body of POST cancel-video."""
+
+    model_config = ConfigDict(extra="forbid")
+    job_id: UUID
+
+
 class CreateUploadRequest(BaseModel):
     """Body of POST create-upload-url."""
 

@@ -1,50 +1,187 @@
-"""The HTTP edge shared by every function: app factory, one error renderer, request ids, auth dependency."""
+"""The HTTP edge of every cloud function, without a web framework: endpoints, one ASGI app, the Lambda handler.
+
+A cloud function is an ``Endpoint``: its method and path, what it reads (a bearer token, an Idempotency-Key,
+query parameters, a JSON body model) and what it answers, around a plain function ``run(call)``. ``App`` serves
+a list of endpoints as an ASGI application. On AWS Lambda, Mangum runs it for the function's one endpoint
+(``lambda_handler``); the local server runs it for all of them, in front of its media routes. Both serve
+requests through this same code.
+
+Every response carries X-Request-Id, ``Cache-Control: no-store`` and a Server-Timing header with the database
+round trips; every error renders in the one JSON shape of shared.errors; CORS answers the app's preflights; one
+JSON log line is written per request. Nothing heavy loads here: pydantic, psycopg, PyJWT and the service modules
+load on first use, so a Lambda's init phase pays only for this module and Mangum (bench/cold_start.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import re
+import threading
 import time
 import uuid
-import warnings
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from shared import errors, logs, timing
 
-from shared import errors, logs
-from shared.auth import User, bearer_token, verify_token
-from shared.db import track_request
+if TYPE_CHECKING:
+    from shared.auth import User
 
 log = logging.getLogger("i2v.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's own limit on a synchronous request payload
 _SF_STRING = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:=+/-]{1,128}$")
-M = TypeVar("M", bound=BaseModel)
 _LOC_KINDS = ("body", "query", "header", "path", "cookie")
+CORS_HEADERS = {
+    "access-control-allow-origin": "*",
+    "access-control-expose-headers": "x-request-id, idempotent-replayed, retry-after",
+}
+PREFLIGHT_HEADERS = {
+    "access-control-allow-origin": "*",
+    "access-control-allow-methods": "GET, POST, PUT, OPTIONS",
+    "access-control-allow-headers": "authorization, content-type, idempotency-key, x-request-id",
+    "access-control-max-age": "600",
+}
 
 
-def idempotency_header(
-    idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> str:
-    """The request's Idempotency-Key (required)."""
-    return idempotency_key(idempotency_key_header)
+@dataclass(frozen=True)
+class Param:
+    """A query parameter an endpoint reads: its type, whether it is required, its default and bounds."""
+
+    name: str
+    kind: Literal["str", "int", "uuid"] = "str"
+    required: bool = False
+    default: str | int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    description: str = ""
+
+    def parse(self, raw: str | None) -> Any:
+        """The typed value of ``raw`` (None or empty: the default), or a 400 naming the parameter."""
+        if raw is None or raw == "":
+            if self.required:
+                raise errors.InvalidField(self.name, f"{self.name}: Field required")
+            return self.default
+        if self.kind == "uuid":
+            try:
+                return uuid.UUID(raw)
+            except ValueError:
+                raise errors.InvalidField(self.name, f"{self.name}: Input should be a valid UUID") from None
+        if self.kind == "int":
+            try:
+                value = int(raw)
+            except ValueError:
+                raise errors.InvalidField(
+                    self.name, f"{self.name}: Input should be a valid integer"
+                ) from None
+            if self.minimum is not None and value < self.minimum:
+                raise errors.InvalidField(
+                    self.name, f"{self.name}: Input should be greater than or equal to {self.minimum}"
+                )
+            if self.maximum is not None and value > self.maximum:
+                raise errors.InvalidField(
+                    self.name, f"{self.name}: Input should be less than or equal to {self.maximum}"
+                )
+            return value
+        return raw
 
 
-def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
+@dataclass
+class Reply:
+    """A response other than the endpoint's default: another status, extra headers."""
+
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One cloud function's HTTP contract and the plain function that serves it.
+
+    ``body`` and ``response`` name pydantic models as ``"module:Class"`` so that they load on first use; the
+    OpenAPI document (infra/openapi.py) is built from these fields and the function's docstring.
+    """
+
+    method: str
+    path: str
+    run: Callable[[Call], Any]
+    tags: tuple[str, ...] = ()
+    auth: bool = True
+    idempotency_key: Literal["required", "optional"] | None = None
+    params: tuple[Param, ...] = ()
+    body: str | None = None
+    response: str | None = None
+    status: int = 200
+    exclude_none: bool = False
+    errors: tuple[int, ...] = ()
+    aliases: tuple[str, ...] = ()  # more paths served by the same function, left out of the OpenAPI document
+
+    @property
+    def name(self) -> str:
+        """The operation id: the function's name (generate_video), which client generators name methods after."""
+        return self.run.__name__
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every path this endpoint answers on."""
+        return (self.path, *self.aliases)
+
+
+def load_model(ref: str) -> Any:
+    """The class named by ``"module:Class"``."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class Call:
+    """One request as a function sees it: the caller, the parsed parameters and body, and after-response work."""
+
+    def __init__(self, method: str, path: str, headers: Mapping[str, str], query: str, body: bytes) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.raw_query = query
+        self.query = dict(parse_qsl(query, keep_blank_values=True))  # the last value of a repeated key wins
+        self.raw_body = body
+        self.request_id = ""
+        self.aws_request_id: str | None = None
+        self.args: dict[str, Any] = {}
+        self.data: Any = None
+        self.idempotency_key: str | None = None
+        self._user: User | None = None
+        self.background: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    @property
+    def user(self) -> User:
+        """The authenticated caller (endpoints with ``auth`` have one before ``run`` is called)."""
+        if self._user is None:
+            self._user = current_user(self.headers.get("authorization"))
+        return self._user
+
+    def after(self, task: Callable[..., Any], *args: Any) -> None:
+        """Run ``task(*args)`` once the response has been sent."""
+        self.background.append((task, args))
+
+
+def current_user(authorization: str | None) -> User:
     """The caller, from the Supabase access token in the Authorization header."""
+    from shared.auth import bearer_token, verify_token
+
     return verify_token(bearer_token(authorization))
-
-
-CurrentUser = Annotated[User, Depends(current_user)]
-IdempotencyKey = Annotated[str, Depends(idempotency_header)]
 
 
 def idempotency_key(raw: str | None) -> str:
@@ -61,23 +198,32 @@ def idempotency_key(raw: str | None) -> str:
     return key
 
 
-def parse_body(model: type[M], body: Any) -> M:
-    """Validate a JSON body against a request model, naming the first offending field in the error."""
+def json_body(raw: bytes) -> Any:
+    """Decode a JSON request body or raise a 400 naming the body."""
+    try:
+        return json.loads(raw) if raw else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.InvalidField("body", "The request body is not valid JSON.") from exc
+
+
+def parse_body(model: Any, body: Any) -> Any:
+    """Validate a decoded JSON body against a pydantic request model, naming the first offending field."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise _validation_error(exc.errors()) from exc
+        raise validation_error(exc.errors()) from exc
 
 
-def _validation_error(problems: Iterable[Any]) -> errors.InvalidField:
+def validation_error(problems: Iterable[Any]) -> errors.InvalidField:
+    """A pydantic validation failure as one 400 ``invalid_field`` naming the first field (up to 10 listed)."""
     items = list(problems)
     first = items[0] if items else {"loc": (), "msg": "invalid request"}
-    if first.get("type") == "json_invalid":
-        return errors.InvalidField("body", "The request body is not valid JSON.")
-    field = _field(first.get("loc", ())) or "body"
+    field_name = _field(first.get("loc", ())) or "body"
     return errors.InvalidField(
-        field,
-        f"{field}: {first.get('msg', 'invalid value')}",
+        field_name,
+        f"{field_name}: {first.get('msg', 'invalid value')}",
         problems=[{"field": _field(i.get("loc", ())), "message": i.get("msg")} for i in items[:10]],
     )
 
@@ -89,102 +235,198 @@ def _field(loc: Iterable[Any]) -> str:
     return ".".join(parts)
 
 
-def request_id(request: Request) -> str:
-    """The request's id: the caller's X-Request-Id when well-formed, the Lambda/API Gateway id, or a new one."""
-    rid: str | None = getattr(request.state, "request_id", None)
-    if rid:
-        return rid
-    candidate = request.headers.get("x-request-id", "")
-    event = request.scope.get("aws.event") or {}
-    aws_id = (event.get("requestContext") or {}).get("requestId") if isinstance(event, dict) else None
-    rid = candidate if _REQUEST_ID.match(candidate) else (aws_id or uuid.uuid4().hex)
-    request.state.request_id = rid
-    return rid
+def _encode(endpoint: Endpoint, result: Any) -> tuple[int, dict[str, str], bytes]:
+    reply = result if isinstance(result, Reply) else Reply(result, endpoint.status)
+    body = reply.body
+    if hasattr(body, "model_dump"):
+        body = body.model_dump(mode="json", exclude_none=endpoint.exclude_none)
+    return reply.status, reply.headers, _dumps(body)
 
 
-def error_response(request: Request, exc: errors.I2VError) -> JSONResponse:
-    """Render any i2v error in the one JSON shape."""
-    rid = request_id(request)
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+@dataclass
+class Response:
+    """What one request answers: status, headers (lower-case names) and body, then any after-response work."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    background: list[tuple[Callable[..., Any], tuple[Any, ...]]] = field(default_factory=list)
+
+
+class App:
+    """An ASGI application serving ``endpoints``; requests for other paths go to ``fallback`` (or answer 404)."""
+
+    def __init__(self, endpoints: Sequence[Endpoint], fallback: ASGIApp | None = None) -> None:
+        self.endpoints = tuple(endpoints)
+        self._routes: dict[str, dict[str, Endpoint]] = {}
+        for endpoint in self.endpoints:
+            for path in endpoint.paths:
+                methods = self._routes.setdefault(path, {})
+                if endpoint.method in methods:
+                    raise ValueError(f"two endpoints for {endpoint.method} {path}")
+                methods[endpoint.method] = endpoint
+        self._fallback = fallback
+
+    @property
+    def routes(self) -> set[tuple[str, str]]:
+        """The (METHOD, path) pairs this app serves itself."""
+        return {(method, path) for path, methods in self._routes.items() for method in methods}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection (HTTP; lifespan goes to the fallback or is acknowledged)."""
+        if scope["type"] != "http":
+            if self._fallback is not None:
+                await self._fallback(scope, receive, send)
+            elif scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        headers = _headers(scope)
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            await _send(send, Response(200, dict(PREFLIGHT_HEADERS), b""))
+            return
+        methods = self._routes.get(scope["path"])
+        if methods is None and self._fallback is not None:
+            await self._fallback(scope, receive, _with_cors(send) if "origin" in headers else send)
+            return
+        body, too_large = await _read_body(receive)
+        call = Call(
+            scope["method"], scope["path"], headers, scope.get("query_string", b"").decode("latin-1"), body
+        )
+        call.request_id = request_id(headers, scope)
+        call.aws_request_id = _aws_request_id(scope)
+        endpoint = (methods or {}).get(call.method)
+        if methods and endpoint is None and call.method == "HEAD":
+            endpoint = methods.get("GET")
+        miss: errors.I2VError | None = None
+        if too_large:
+            miss = errors.PayloadTooLarge(f"Request bodies are limited to {MAX_BODY_BYTES} bytes.")
+        elif endpoint is None:
+            miss = errors.MethodNotAllowed() if methods else errors.NotFound("No such endpoint.")
+        loop = asyncio.get_running_loop()
+        response = await loop.run_in_executor(_executor(), _serve_in_context, endpoint, call, miss)
+        if "origin" in headers:
+            response.headers.update(CORS_HEADERS)
+        await _send(send, response, head=call.method == "HEAD")
+        for task, args in response.background:
+            await loop.run_in_executor(_executor(), _run_task, task, args, call.request_id)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The threads blocking endpoint code runs on (40, as many requests as the local server serves at once)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=40, thread_name_prefix="i2v-http")
+        return _pool
+
+
+def _serve_in_context(endpoint: Endpoint | None, call: Call, miss: errors.I2VError | None) -> Response:
+    import contextvars
+
+    return contextvars.copy_context().run(serve, endpoint, call, miss)
+
+
+def serve(endpoint: Endpoint | None, call: Call, miss: errors.I2VError | None = None) -> Response:
+    """Answer one request: check what the endpoint reads, run it, render the result or the error; log one line."""
+    stats = timing.track_request()
+    started, status = time.perf_counter(), 500
+    job_id = _job_param(call.query.get("job_id", ""))
+    with logs.scope(request_id=call.request_id, job_id=job_id, aws_request_id=call.aws_request_id):
+        try:
+            if miss is not None:
+                raise miss
+            assert endpoint is not None
+            response = Response(*_encode(endpoint, _run(endpoint, call)), background=call.background)
+        except errors.I2VError as exc:
+            response = error_response(exc, call)
+        except Exception as exc:
+            response = error_response(_wrap(exc), call)
+        status = response.status
+        _log_request(call, status, started)
+    response.headers = {k.lower(): v for k, v in response.headers.items()}
+    response.headers.setdefault("content-type", "application/json")
+    response.headers.setdefault("x-request-id", call.request_id)
+    response.headers.setdefault("cache-control", "no-store")
+    response.headers["server-timing"] = stats.server_timing()
+    return response
+
+
+def _run(endpoint: Endpoint, call: Call) -> Any:
+    if endpoint.auth:
+        _ = call.user
+    if endpoint.idempotency_key == "required":
+        call.idempotency_key = idempotency_key(call.headers.get("idempotency-key"))
+    elif endpoint.idempotency_key == "optional" and "idempotency-key" in call.headers:
+        call.idempotency_key = idempotency_key(call.headers["idempotency-key"])
+    call.args = {p.name: p.parse(call.query.get(p.name)) for p in endpoint.params}
+    if endpoint.body is not None:
+        call.data = parse_body(load_model(endpoint.body), json_body(call.raw_body))
+    return endpoint.run(call)
+
+
+def error_response(exc: errors.I2VError, call: Call) -> Response:
+    """Render any i2v error in the one JSON shape (5xx are logged with their cause)."""
     if exc.status >= 500:
         log.error(
             "request failed",
-            extra={"request_id": rid, "code": exc.code, "path": request.url.path},
+            extra={"request_id": call.request_id, "code": exc.code, "path": call.path},
             exc_info=exc.__cause__ or exc,
         )
-    headers = {"X-Request-Id": rid}
+    headers = {"x-request-id": call.request_id}
     if "retry_after" in exc.details:
-        headers["Retry-After"] = str(exc.details["retry_after"])
-    return JSONResponse(exc.to_json(rid), status_code=exc.status, headers=headers)
+        headers["retry-after"] = str(exc.details["retry_after"])
+    return Response(exc.status, headers, _dumps(exc.to_json(call.request_id)))
 
 
-def _install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(errors.I2VError)
-    def _i2v(request: Request, exc: errors.I2VError) -> JSONResponse:
-        return error_response(request, exc)
-
-    @app.exception_handler(RequestValidationError)
-    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(request, _validation_error(exc.errors()))
-
-    @app.exception_handler(StarletteHTTPException)
-    def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        err: errors.I2VError
-        if exc.status_code == 404:
-            err = errors.NotFound("No such endpoint.")
-        elif exc.status_code == 405:
-            err = errors.MethodNotAllowed()
-        else:
-            err = errors.BadRequest(str(exc.detail))
-        return error_response(request, err)
-
-    @app.exception_handler(Exception)
-    def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(request, _wrap(exc))
-
-    @app.middleware("http")
-    async def _tag(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request_id(request)
-        stats = track_request()
-        started, status = time.perf_counter(), 500
-        with logs.scope(request_id=rid, job_id=_job_param(request), aws_request_id=_aws_request_id(request)):
-            try:
-                response = await call_next(request)
-                status = response.status_code
-            finally:
-                _log_request(request, status, started)
-        response.headers.setdefault("X-Request-Id", rid)
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers["Server-Timing"] = (
-            f'db;dur={stats.seconds * 1000:.1f};desc="{stats.round_trips} round trips"'
-        )
-        return response
+def _run_task(task: Callable[..., Any], args: tuple[Any, ...], rid: str) -> None:
+    with logs.scope(request_id=rid):
+        try:
+            task(*args)
+        except Exception:
+            log.exception("after-response task failed", extra={"request_id": rid})
 
 
-def _job_param(request: Request) -> str | None:
-    raw = request.query_params.get("job_id", "")
+def request_id(headers: Mapping[str, str], scope: Scope) -> str:
+    """The request's id: the caller's X-Request-Id when well-formed, API Gateway's request id, or a new one."""
+    candidate = headers.get("x-request-id", "")
+    if _REQUEST_ID.match(candidate):
+        return candidate
+    event = scope.get("aws.event") or {}
+    aws_id = (event.get("requestContext") or {}).get("requestId") if isinstance(event, dict) else None
+    return str(aws_id) if aws_id else uuid.uuid4().hex
+
+
+def _aws_request_id(scope: Scope) -> str | None:
+    value = getattr(scope.get("aws.context"), "aws_request_id", None)
+    return str(value) if value else None
+
+
+def _job_param(raw: str) -> str | None:
     try:
         return str(uuid.UUID(raw)) if raw else None
     except ValueError:
         return None
 
 
-def _aws_request_id(request: Request) -> str | None:
-    context = request.scope.get("aws.context")
-    value = getattr(context, "aws_request_id", None)
-    return str(value) if value else None
-
-
-def _log_request(request: Request, status: int, started: float) -> None:
+def _log_request(call: Call, status: int, started: float) -> None:
     """One line per request: method, path (never the query string or headers), status and duration."""
     log.info(
         "%s %s %s",
-        request.method,
-        request.url.path,
+        call.method,
+        call.path,
         status,
         extra={
             "event": "request",
-            "method": request.method,
-            "path": request.url.path,
+            "method": call.method,
+            "path": call.path,
             "status": status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },
@@ -197,67 +439,96 @@ def _wrap(exc: Exception) -> errors.I2VError:
     return err
 
 
-def _operation_id(route: APIRoute) -> str:
-    """OpenAPI operationId = the endpoint's function name (generate_video), which client generators name after."""
-    return route.name
+def _headers(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name; repeated headers joined with commas (as API Gateway does)."""
+    found: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        found[name] = f"{found[name]},{value}" if name in found else value
+    return found
 
 
-def make_app(*routers: APIRouter, title: str = "i2v") -> FastAPI:
-    """A FastAPI app with the error renderer, request ids and CORS, serving the given routers."""
-    app = FastAPI(
-        title=title,
-        version="0.1.0",
-        openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url=None,
-        generate_unique_id_function=_operation_id,
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The whole request body, or (partial, True) once it passes MAX_BODY_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks), False
+
+
+async def _send(send: Send, response: Response, *, head: bool = False) -> None:
+    headers = dict(response.headers)
+    if response.body or response.status not in (204, 304):
+        headers["content-length"] = str(len(response.body))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+        }
     )
-    _install_handlers(app)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=["*"],
-        allow_methods=["GET", "POST", "PUT", "OPTIONS"],
-        allow_headers=["authorization", "content-type", "idempotency-key", "x-request-id"],
-        expose_headers=["x-request-id", "idempotent-replayed", "retry-after"],
-    )
-    for router in routers:
-        app.include_router(router)
-    return app
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
-def json_body(raw: bytes) -> Any:
-    """Decode a JSON request body or raise a 400 naming the body."""
-    try:
-        return json.loads(raw) if raw else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.InvalidField("body", "The request body is not valid JSON.") from exc
+def _with_cors(send: Send) -> Send:
+    """``send`` with the CORS response headers added to the response start."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {k.lower() for k, _ in message.get("headers", [])}
+            extra = [(k.encode(), v.encode()) for k, v in CORS_HEADERS.items() if k.encode() not in present]
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return wrapped
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 class LambdaHandler:
     """A Lambda entry point: API Gateway HTTP API (payload 2.0) and Function URL events, through Mangum.
 
-    The app is built on first use and kept for the life of the container, like the database pool behind it, and
-    so is the event loop Mangum runs it on: Mangum takes the thread's current loop, so one is made current
-    before each invocation when there is none (Python 3.12 deprecates creating it implicitly).
+    The app and its Mangum adapter (lifespan off: no startup/shutdown around each invocation) are built on first
+    use and kept for the life of the container, like the database pool behind them, and so is the event loop
+    Mangum runs on: Mangum takes the thread's current loop, so one is made current when there is none.
     """
 
-    def __init__(self, *routers: APIRouter) -> None:
-        self._routers = routers
+    def __init__(self, *endpoints: Endpoint) -> None:
+        self.endpoints = endpoints
         self._adapter: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def prepare(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-        """Build the app and its Mangum adapter (lifespan off: no startup/shutdown around each invocation)."""
+        """Build the app and its Mangum adapter once per container."""
         if self._adapter is None:
             from mangum import Mangum
 
-            logs.configure()
-            self._adapter = Mangum(make_app(*self._routers), lifespan="off")
+            self._adapter = Mangum(App(self.endpoints), lifespan="off")
         return self._adapter
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Serve one invocation and return the proxy response (statusCode, headers, body, isBase64Encoded)."""
         adapter = self.prepare()
+        if self._loop is None:  # the first invocation: JSON logs at LOG_LEVEL (settings load with the request)
+            logs.configure()
         self._loop = _current_loop()
         result: dict[str, Any] = adapter(event, context)
         return result
@@ -265,6 +536,8 @@ class LambdaHandler:
 
 def _current_loop() -> asyncio.AbstractEventLoop:
     """The thread's current event loop, or a new one made current when there is none (or it was closed)."""
+    import warnings
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -277,6 +550,6 @@ def _current_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def lambda_handler(*routers: APIRouter) -> LambdaHandler:
-    """The Lambda handler serving ``routers`` (each module in functions/ exposes one as ``handler``)."""
-    return LambdaHandler(*routers)
+def lambda_handler(*endpoints: Endpoint) -> LambdaHandler:
+    """The Lambda handler serving ``endpoints`` (each module in functions/ exposes one as ``handler``)."""
+    return LambdaHandler(*endpoints)

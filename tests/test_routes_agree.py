@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fastapi.routing import APIRoute
 
 from infra import openapi
-from infra.server import FUNCTION_ROUTERS
+from infra.server import ENDPOINTS, create_app
+from shared.web import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 Route = tuple[str, str]
@@ -35,38 +35,33 @@ def deployed_routes() -> dict[str, set[Route]]:
     return routes
 
 
-def router_routes(router: Any, *, schema_only: bool = False) -> set[Route]:
-    """The (METHOD, path) pairs a FastAPI router serves."""
-    return {
-        (method, route.path)
-        for route in router.routes
-        if isinstance(route, APIRoute) and (route.include_in_schema or not schema_only)
-        for method in route.methods or ()
-    }
+def endpoint_routes(endpoint: Endpoint, *, documented_only: bool = False) -> set[Route]:
+    """The (METHOD, path) pairs an endpoint answers on (documented_only: without its aliases)."""
+    paths = (endpoint.path,) if documented_only else endpoint.paths
+    return {(endpoint.method, path) for path in paths}
 
 
 def test_every_function_module_is_deployed_once_with_its_own_routes() -> None:
-    """Each module in functions/ with a router has one Lambda whose httpApi routes are exactly its router's."""
+    """Each module in functions/ with an endpoint has one Lambda whose httpApi routes are exactly its endpoint's."""
     modules = sorted(
         f"functions.{p.stem}"
         for p in (ROOT / "functions").glob("*.py")
-        if hasattr(importlib.import_module(f"functions.{p.stem}"), "router")
+        if hasattr(importlib.import_module(f"functions.{p.stem}"), "endpoint")
     )
     deployed = deployed_routes()
     assert sorted(deployed) == modules
     for module in modules:
-        assert deployed[module] == router_routes(importlib.import_module(module).router), module
+        assert deployed[module] == endpoint_routes(importlib.import_module(module).endpoint), module
 
 
 def test_serverless_routes_equal_the_local_servers_routes() -> None:
-    """The union of serverless.yml's routes is what the local server mounts from FUNCTION_ROUTERS."""
-    local = set().union(*(router_routes(r) for r in FUNCTION_ROUTERS))
-    assert set().union(*deployed_routes().values()) == local
+    """The union of serverless.yml's routes is exactly what the local server's app routes to functions."""
+    assert set().union(*deployed_routes().values()) == create_app().routes
 
 
 def test_openapi_paths_equal_the_documented_routes() -> None:
-    """openapi.json lists every route the local server mounts, except the undocumented /api/health alias."""
-    documented = set().union(*(router_routes(r, schema_only=True) for r in FUNCTION_ROUTERS))
+    """openapi.json lists every route the local server serves, except the undocumented /api/health alias."""
+    documented = set().union(*(endpoint_routes(e, documented_only=True) for e in ENDPOINTS))
     doc = json.loads((ROOT / "openapi.json").read_text())
     in_doc = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     assert in_doc == documented
