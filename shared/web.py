@@ -527,7 +527,9 @@ class LambdaHandler:
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Serve one invocation and return the proxy response (statusCode, headers, body, isBase64Encoded)."""
         adapter = self.prepare()
-        if self._loop is None:  # the first invocation: JSON logs at LOG_LEVEL (settings load with the request)
+        if (
+            self._loop is None
+        ):  # the first invocation: JSON logs at LOG_LEVEL (settings load with the request)
             logs.configure()
         self._loop = _current_loop()
         result: dict[str, Any] = adapter(event, context)
