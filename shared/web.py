@@ -15,6 +15,7 @@ load on first use, so a Lambda's init phase pays only for this module and Mangum
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import json
 import logging
@@ -329,8 +330,6 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def _serve_in_context(endpoint: Endpoint | None, call: Call, miss: errors.I2VError | None) -> Response:
-    import contextvars
-
     return contextvars.copy_context().run(serve, endpoint, call, miss)
 
 
