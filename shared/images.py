@@ -73,18 +73,26 @@ def check_upload(data: bytes, *, sha256: str, content_type: str, size: int, max_
     return info
 
 
-def check_public_url(url: str, settings: Settings, *, field: str = "image_url") -> None:
-    """Refuse non-https URLs and hosts that resolve to private, loopback, link-local or reserved addresses."""
+def check_public_url(
+    url: str, settings: Settings, *, field: str = "image_url"
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Refuse non-https URLs and hosts that resolve to private, loopback, link-local or reserved addresses.
+
+    Returns the addresses the host resolved to (all of them allowed), for the fetch to connect to; none when
+    ALLOW_PRIVATE_IMAGE_URLS is set (nothing is checked, the name is looked up when connecting).
+    """
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise errors.InvalidField(field, "The image URL must be an https:// URL.", allowed=["https"])
     if parts.username or parts.password:
         raise errors.InvalidField(field, "The image URL must not carry credentials.")
     if settings.allow_private_image_urls:
-        return
-    for address in _resolve(parts.hostname, parts.port or 443, field):
+        return []
+    addresses = _resolve(parts.hostname, parts.port or 443, field)
+    for address in addresses:
         if not address.is_global or address.is_multicast:
             raise errors.InvalidField(field, "The image URL points at a private or reserved network address.")
+    return addresses
 
 
 def _resolve(host: str, port: int, field: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -102,14 +110,20 @@ def _resolve(host: str, port: int, field: str) -> list[ipaddress.IPv4Address | i
 
 
 def fetch(url: str, settings: Settings, *, max_bytes: int, client: httpx.Client | None = None) -> bytes:
-    """Download a public image with bounded size, checking every redirect target like the first URL."""
+    """Download a public image with bounded size, checking every redirect target like the first URL.
+
+    The connection goes to an address the check allowed, not to a second lookup of the name (which a DNS
+    rebinding attack could point at a private address): the URL's host stays in the Host header and in TLS
+    (SNI and the certificate check).
+    """
     import httpx
 
     own = client or httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), follow_redirects=False)
     try:
         for _ in range(_MAX_REDIRECTS + 1):
-            check_public_url(url, settings)
-            with own.stream("GET", url) as resp:
+            addresses = check_public_url(url, settings)
+            target, headers, extensions = pinned_request(url, addresses[0]) if addresses else (url, {}, {})
+            with own.stream("GET", target, headers=headers, extensions=extensions) as resp:
                 if resp.is_redirect and "location" in resp.headers:
                     url = urljoin(url, resp.headers["location"])
                     continue
@@ -124,6 +138,18 @@ def fetch(url: str, settings: Settings, *, max_bytes: int, client: httpx.Client 
     finally:
         if client is None:
             own.close()
+
+
+def pinned_request(
+    url: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> tuple[str, dict[str, str], dict[str, str]]:
+    """``url`` aimed at ``address``: the URL to request, its Host header and the TLS server name (httpx's
+    ``sni_hostname`` extension, which is also the name the certificate is checked against)."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    host = f"[{address}]" if address.version == 6 else str(address)
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=netloc).geturl(), {"Host": parts.netloc}, {"sni_hostname": parts.hostname}
 
 
 def _read_bounded(resp: httpx.Response, max_bytes: int) -> bytes:
