@@ -11,7 +11,8 @@ log = logging.getLogger("i2v.reconcile")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Run one reconciliation pass (EventBridge schedule) and purge expired Idempotency-Keys; returns the counts."""
+    """Run one reconciliation pass (EventBridge schedule), purge expired Idempotency-Keys and Stripe event ids
+    too old to be delivered again; returns the counts."""
     from shared import hosted
     from shared.db import get_db
 
@@ -19,5 +20,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with logs.scope(aws_request_id=getattr(context, "aws_request_id", None)):
         counts = hosted.reconcile_once()
         purged = int(get_db().call("purge_idempotency_keys") or 0)
-        log.info("reconciled", extra={"event": "reconcile", "counts": counts, "purged_keys": purged})
-    return {"reconciled": counts, "purged_keys": purged}
+        events = int(get_db().call("purge_stripe_events") or 0)
+        log.info(
+            "reconciled",
+            extra={
+                "event": "reconcile",
+                "counts": counts,
+                "purged_keys": purged,
+                "purged_stripe_events": events,
+            },
+        )
+    return {"reconciled": counts, "purged_keys": purged, "purged_stripe_events": events}

@@ -191,13 +191,15 @@ class LocalStack:
         threading.Thread(target=self._housekeeping, name="i2v-housekeeping", daemon=True).start()
 
     def _housekeeping(self) -> None:
-        """Reconcile hosted jobs every RECONCILE_INTERVAL_S; purge expired idempotency keys every 10 minutes."""
+        """Reconcile hosted jobs every RECONCILE_INTERVAL_S; purge expired idempotency keys and old Stripe event
+        ids every 10 minutes."""
         last_purge = 0.0
         while not self._stop.wait(self.settings.reconcile_interval_s):
             try:
                 hosted.reconcile_once()
                 if time.monotonic() - last_purge > 600:
                     dbmod.get_db().call("purge_idempotency_keys")
+                    dbmod.get_db().call("purge_stripe_events")
                     last_purge = time.monotonic()
             except errors.I2VError as exc:
                 log.warning("housekeeping failed: %s", exc.message)

@@ -305,7 +305,8 @@ def test_reconciler_is_a_plain_handler(stack: str) -> None:
         "detail": {},
     }
     result = reconcile.handler(event, LambdaContext())
-    assert set(result) == {"reconciled", "purged_keys"} and isinstance(result["purged_keys"], int)
+    assert set(result) == {"reconciled", "purged_keys", "purged_stripe_events"}
+    assert isinstance(result["purged_keys"], int) and isinstance(result["purged_stripe_events"], int)
 
 
 _HEAVY = ("stripe", "boto3", "fal_client", "av", "cv2", "numpy", "uvicorn", "pgserver")

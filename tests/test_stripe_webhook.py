@@ -7,7 +7,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
+from shared import errors
+from shared.db import Database
 from tests.billing_support import (
     WEBHOOK_PATH,
     Shop,
@@ -226,3 +229,27 @@ def test_signed_body_that_is_not_an_event_is_400(shop: Shop) -> None:
     resp = _post(shop, prepare_delivery(b"not json at all", shop.emu.webhook_secret))
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["code"] == "bad_request"
+
+
+def test_old_event_ids_are_purged_and_recent_ones_still_deduplicate(shop: Shop, db: Database) -> None:
+    """purge_stripe_events drops ids older than 35 days and keeps newer ones, which still answer duplicate."""
+    now = int(time.time())
+    old, recent = f"evt_old_{uuid.uuid4().hex}", f"evt_new_{uuid.uuid4().hex}"
+    for event_id, created in ((old, now - 40 * 86400), (recent, now - 20 * 86400)):
+        outcome = db.call(
+            "apply_stripe_event", event_id=event_id, type="customer.created", created=created, data={}
+        )
+        assert outcome["outcome"] == "ignored"
+    assert db.call("purge_stripe_events") >= 1
+    again_old = db.call("apply_stripe_event", event_id=old, type="customer.created", created=now, data={})
+    again_recent = db.call(
+        "apply_stripe_event", event_id=recent, type="customer.created", created=now, data={}
+    )
+    assert again_old["outcome"] == "ignored"  # forgotten: applied again, and an ignored type changes nothing
+    assert again_recent["outcome"] == "duplicate"
+
+
+def test_purge_refuses_a_window_shorter_than_stripes_retention(db: Database) -> None:
+    """Keeping fewer than 30 days could forget ids Stripe may still deliver: the procedure refuses."""
+    with pytest.raises(errors.BadRequest):
+        db.call("purge_stripe_events", keep_days=3)
