@@ -105,8 +105,8 @@ begin
     'find_job_by_request', 'get_credits', 'get_job', 'get_provider_upload', 'get_purchase', 'get_upload',
     'grant_credits', 'job_counts', 'job_for_provider', 'job_for_worker', 'ledger_mismatches', 'list_videos',
     'mark_processing', 'mark_submit_unknown', 'mark_submitted', 'mirror_attempts', 'purchase_mismatches',
-    'purge_idempotency_keys', 'put_provider_upload', 'reconcile_candidates', 'record_checkout',
-    'record_provider_result', 'record_provider_status', 'release_checkout', 'release_mirror',
+    'purge_idempotency_keys', 'purge_stripe_events', 'put_provider_upload', 'reconcile_candidates',
+    'record_checkout', 'record_provider_result', 'record_provider_status', 'release_checkout', 'release_mirror',
     'set_job_progress', 'start_generation', 'touch_updated_at', 'unfinished_jobs', 'upsert_model',
     'verify_upload', 'video_jobs_log_event'
        ])
