@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ class EmbeddedPostgres:
 
     def __init__(self, data_dir: Path, *, cleanup: str | None = "stop") -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
+        # pgserver logs every initdb/pg_ctl command line at INFO; only its warnings and errors matter here.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver then uses /tmp, which is fine here.
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
