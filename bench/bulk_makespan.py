@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._stack import EXAMPLES, RESULTS, local_stack, machine
+from tests.media_support import small_mp4
 
 
 def _inputs(tmp: Path, images: int, prompts: int) -> tuple[Path, Path]:
@@ -35,20 +36,6 @@ def _inputs(tmp: Path, images: int, prompts: int) -> tuple[Path, Path]:
     prompt_file = tmp / "prompts.txt"
     prompt_file.write_text("\n".join(f"slow zoom in, take {i}" for i in range(prompts)) + "\n")
     return folder, prompt_file
-
-
-def _small_mp4(tmp: Path) -> bytes:
-    from shared.engine.render import render_video
-
-    render_video(
-        (EXAMPLES / "square.jpg").read_bytes(),
-        "zoom in",
-        resolution="480p",
-        duration=1,
-        out_path=tmp / "v.mp4",
-        thumb_path=tmp / "t.jpg",
-    )
-    return (tmp / "v.mp4").read_bytes()
 
 
 def run(jobs: int = 100, concurrency: int = 10, latency_s: float = 5.0) -> dict[str, Any]:
@@ -69,7 +56,7 @@ def run(jobs: int = 100, concurrency: int = 10, latency_s: float = 5.0) -> dict[
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         folder, prompt_file = _inputs(tmp, images, prompts)
-        video = _small_mp4(tmp)
+        video = small_mp4(tmp)
         with FalEmulator(concurrency=concurrency) as fal:
             fal.set_plan(JobPlan(latency_s=latency_s, video=MediaFile(data=video)))
             with local_stack(**fal.env()) as base:

@@ -39,9 +39,15 @@ from shared import credits  # noqa: E402
 from shared.auth import mint_dev_token  # noqa: E402
 from shared.db import Database, get_db  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
+from tests.media_support import EXAMPLES, small_mp4  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 stamina.set_testing(True, attempts=5)  # provider retries run for real, without sleeping
+
+
+@pytest.fixture(scope="session")
+def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real 1-second MP4 (what a model would return)."""
+    return small_mp4(tmp_path_factory.mktemp("mp4"))
 
 
 @pytest.fixture(scope="session")

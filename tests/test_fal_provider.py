@@ -14,7 +14,6 @@ import pytest
 
 from shared import hosted
 from shared.db import Database
-from shared.engine.render import render_video
 from shared.providers import _http
 from shared.providers.catalog import find_model
 from shared.providers.fal import FalProvider
@@ -23,21 +22,6 @@ from tests.conftest import EXAMPLES, Caller, configured, debit_job
 from tests.emulators.fal import FalEmulator, Fault, JobPlan, MediaFile, ModelError, WebhookPlan
 
 KLING = "kling-2.1-standard"
-
-
-@pytest.fixture(scope="module")
-def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A real 1-second MP4 (what a model would return)."""
-    out = tmp_path_factory.mktemp("mp4")
-    render_video(
-        (EXAMPLES / "square.jpg").read_bytes(),
-        "zoom in",
-        resolution="480p",
-        duration=1,
-        out_path=out / "v.mp4",
-        thumb_path=out / "t.jpg",
-    )
-    return (out / "v.mp4").read_bytes()
 
 
 @pytest.fixture(scope="module")

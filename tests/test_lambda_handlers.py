@@ -32,7 +32,6 @@ from functions import (
     stripe_webhook,
 )
 from shared.db import Database
-from shared.engine.render import render_video
 from shared.providers import _http
 from tests.billing_support import (
     Shop,
@@ -182,21 +181,6 @@ def test_quote_upload_credits_and_cancel_through_handlers(caller: Caller) -> Non
     )
     expected = 10 if canceled["statusCode"] == 200 else 0
     assert json_body(credits)["balance"] == expected
-
-
-@pytest.fixture(scope="module")
-def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A real 1-second MP4 (what a model would return)."""
-    out = tmp_path_factory.mktemp("mp4")
-    render_video(
-        (EXAMPLES / "square.jpg").read_bytes(),
-        "zoom in",
-        resolution="480p",
-        duration=1,
-        out_path=out / "v.mp4",
-        thumb_path=out / "t.jpg",
-    )
-    return (out / "v.mp4").read_bytes()
 
 
 @pytest.fixture
