@@ -27,6 +27,6 @@ endpoint = Endpoint(
     body="shared.models:GenerateVideoRequest",
     response="shared.models:GenerateVideoResponse",
     status=202,
-    errors=(402, 404, 409, 422),
+    errors=(402, 403, 404, 409, 422),
 )
 handler = lambda_handler(endpoint)

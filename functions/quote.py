@@ -21,6 +21,6 @@ endpoint = Endpoint(
     tags=("videos",),
     body="shared.models:GenerateVideoRequest",
     response="shared.models:Quote",
-    errors=(404,),
+    errors=(403, 404),
 )
 handler = lambda_handler(endpoint)

@@ -68,6 +68,14 @@ def test_openapi_paths_equal_the_documented_routes() -> None:
     assert set().union(*deployed_routes().values()) - in_doc == {("GET", "/api/health")}
 
 
+def test_openapi_json_is_valid_openapi_3_1() -> None:
+    """The committed document validates against the OpenAPI 3.1 specification (what client generators read)."""
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.validation.validators import OpenAPIV31SpecValidator
+
+    validate(json.loads((ROOT / "openapi.json").read_text()), cls=OpenAPIV31SpecValidator)
+
+
 def test_openapi_json_is_not_stale() -> None:
     """The committed openapi.json is exactly what `python -m infra.openapi` generates now (run `make openapi`)."""
     assert (ROOT / "openapi.json").read_text() == openapi.render()
