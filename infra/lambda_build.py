@@ -5,7 +5,7 @@
 ``deps``    = the project's dependencies from pyproject.toml minus the command-line-only ones (typer, rich)
               and the two below, for every function;
 ``billing`` = stripe (and requests), attached only to create-checkout-session and stripe-webhook;
-``media``   = PyAV (thumbnails of mirrored videos), attached only to fal-webhook and reconcile.
+``media``   = PyAV (thumbnails of mirrored videos), attached only to mirror-video and reconcile.
 The local-only extras (pgserver, uvicorn, OpenCV, numpy) are never installed: no Lambda imports them. Later layers
 are resolved with the versions the ``deps`` layer pinned, and what ``deps`` already holds is left out of them.
 

@@ -4,11 +4,16 @@ The download streams to a temporary file in bounded chunks (memory stays flat wh
 content type and that every announced byte arrived, makes a thumbnail, and stores both atomically: no partial
 object is ever visible. One job is mirrored by one worker at a time (a lease in Postgres); a failed attempt is
 retried by the reconciler, and after ``MAX_ATTEMPTS`` the job fails and is refunded.
+
+On AWS the copy runs in its own function (functions/mirror_video.py, MIRROR_FUNCTION): fal-webhook records the
+verdict, hands the job over with an asynchronous invocation (``hand_off``) and answers fal at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -78,6 +83,43 @@ def thumbnail(video: Path, dest: Path) -> bool:
     except (av.FFmpegError, IndexError, OSError) as exc:
         log.warning("no thumbnail: %s", exc)
     return False
+
+
+def after_webhook(job_id: UUID) -> None:
+    """What fal-webhook does once it has answered: hand the copy to MIRROR_FUNCTION, or copy here."""
+    if get_settings().mirror_function:
+        hand_off(job_id)
+    else:
+        mirror_job(job_id)
+
+
+def hand_off(job_id: UUID) -> bool:
+    """Invoke MIRROR_FUNCTION asynchronously for ``job_id`` (Lambda queues it, retries twice on error).
+
+    A failed hand-off is logged and left to the reconciler, which copies every recorded, uncopied video.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    function = get_settings().mirror_function
+    payload = json.dumps({"job_id": str(job_id)}).encode()
+    try:
+        answer = _lambda_client().invoke(FunctionName=function, InvocationType="Event", Payload=payload)
+        status = int(answer.get("StatusCode", 0))
+    except (BotoCoreError, ClientError) as exc:
+        log.warning(
+            "mirror hand-off failed; the reconciler will copy it",
+            extra={"job_id": str(job_id), "function": function, "error": type(exc).__name__},
+        )
+        return False
+    log.info("mirror handed off", extra={"job_id": str(job_id), "function": function, "status": status})
+    return status == 202
+
+
+@lru_cache(maxsize=1)
+def _lambda_client() -> Any:
+    import boto3  # only where videos are handed off
+
+    return boto3.client("lambda")
 
 
 def mirror_job(job_id: UUID) -> bool:

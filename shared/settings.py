@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     mirror_lease_s: int = 300
     # Copy the video right after answering fal's webhook; false leaves it to the reconciler (e.g. short Lambdas).
     mirror_after_webhook: bool = True
+    # The Lambda function that copies videos (functions/mirror_video.py). When set, fal-webhook hands each copy to
+    # it as an asynchronous invocation and answers fal at once; unset, the copy runs after the answer, in-process.
+    mirror_function: str | None = None
     # Stripe (buying credits). Without STRIPE_SECRET_KEY / STRIPE_WEBHOOK_SECRET the purchase endpoints answer 503.
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str | None = None

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import logging
 import os
+import socket
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from functions import (
@@ -26,11 +31,13 @@ from functions import (
     list_credit_packs,
     list_models,
     list_videos,
+    mirror_video,
     quote,
     reconcile,
     status,
     stripe_webhook,
 )
+from shared import mirror
 from shared.db import Database
 from shared.providers import _http
 from tests.billing_support import (
@@ -43,6 +50,7 @@ from tests.conftest import EXAMPLES, Caller, configured
 from tests.emulators.fal import FalEmulator, JobPlan, MediaFile, WebhookPlan
 from tests.emulators.stripe import prepare_delivery
 from tests.lambda_support import LambdaContext, http_event, json_body
+from tests.test_storage_s3 import s3_endpoint  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 KLING = "kling-2.1-standard"
@@ -256,6 +264,94 @@ def test_fal_webhook_with_changed_bytes_is_refused(caller: Caller, db: Database,
     assert json_body(response)["error"]["code"] == "unauthorized"
     job = db.call("job_for_provider", job=uuid.UUID(job_id))
     assert job["status"] in ("pending", "processing")
+
+
+@pytest.fixture
+def lambda_api(s3_endpoint: str) -> Iterator[str]:  # noqa: F811  (the moto server fixture imported above)
+    """moto's Lambda API (no Docker: invocations are accepted, not run) with a mirrorVideo function; its name."""
+    import boto3
+
+    httpx.post(f"{s3_endpoint}/moto-api/config", json={"lambda": {"use_docker": False}}).raise_for_status()
+    env = {
+        "AWS_ENDPOINT_URL_LAMBDA": s3_endpoint,
+        "AWS_ENDPOINT_URL_IAM": s3_endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    with configured(**env):
+        iam = boto3.client("iam")
+        role = iam.create_role(
+            RoleName=f"mirror-{uuid.uuid4().hex[:8]}",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )["Role"]["Arn"]
+        name = f"i2v-test-mirrorVideo-{uuid.uuid4().hex[:8]}"
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("functions/mirror_video.py", "def handler(event, context): return event\n")
+        boto3.client("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler="functions/mirror_video.handler",
+            Code={"ZipFile": code.getvalue()},
+        )
+        mirror._lambda_client.cache_clear()
+        yield name
+    mirror._lambda_client.cache_clear()
+
+
+def test_fal_webhook_hands_the_copy_to_the_mirror_function(
+    caller: Caller, db: Database, fal: FalEmulator, lambda_api: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With MIRROR_FUNCTION, the webhook records the verdict, invokes the function asynchronously (202) and
+    answers without copying; the mirror handler, given the job id, then copies the video and completes the job."""
+    job_id, request_id = _fal_job(caller, db, fal)
+    delivery = fal.build_webhook(request_id)
+    with configured(MIRROR_FUNCTION=lambda_api), caplog.at_level(logging.INFO, logger="i2v.mirror"):
+        response = invoke(fal_webhook.handler, _webhook_event(job_id, delivery.headers, delivery.body))
+    assert response["statusCode"] == 200 and json_body(response)["result"] == "recorded"
+    handed = [r for r in caplog.records if r.getMessage() == "mirror handed off"]
+    assert [(r.__dict__["job_id"], r.__dict__["status"]) for r in handed] == [(job_id, 202)]
+    assert db.call("job_for_provider", job=uuid.UUID(job_id))["status"] == "processing"  # not copied here
+    result = mirror_video.handler({"job_id": job_id}, LambdaContext())
+    assert result == {"job_id": job_id, "mirrored": True}
+    job = db.call("job_for_provider", job=uuid.UUID(job_id))
+    assert job["status"] == "completed"
+    again = mirror_video.handler({"job_id": job_id}, LambdaContext())  # Lambda may deliver an event twice
+    assert again == {"job_id": job_id, "mirrored": False}
+
+
+def test_failed_hand_off_is_left_to_the_reconciler(
+    caller: Caller, db: Database, fal: FalEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the Lambda API cannot be reached the hand-off is logged, not retried here; the reconciler copies it."""
+    job_id, request_id = _fal_job(caller, db, fal)
+    delivery = fal.build_webhook(request_id)
+    with socket.socket() as closed:  # a port nobody listens on: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        unreachable = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env = {
+        "MIRROR_FUNCTION": "i2v-test-mirrorVideo",
+        "AWS_ENDPOINT_URL_LAMBDA": unreachable,
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    mirror._lambda_client.cache_clear()
+    with (
+        configured(AWS_DEFAULT_REGION="us-east-1", **env),
+        caplog.at_level(logging.INFO, logger="i2v.mirror"),
+    ):
+        response = invoke(fal_webhook.handler, _webhook_event(job_id, delivery.headers, delivery.body))
+    mirror._lambda_client.cache_clear()
+    assert response["statusCode"] == 200
+    failed = [r for r in caplog.records if r.getMessage().startswith("mirror hand-off failed")]
+    assert [r.__dict__["job_id"] for r in failed] == [job_id]
+    assert db.call("job_for_provider", job=uuid.UUID(job_id))["status"] == "processing"
+    reconcile.handler({"source": "aws.events"}, LambdaContext())
+    assert db.call("job_for_provider", job=uuid.UUID(job_id))["status"] == "completed"
+
+
+def test_mirror_event_without_a_job_id_is_refused_without_retry(stack: str) -> None:
+    """An event that names no job is logged and answered (a retry could not succeed)."""
+    assert mirror_video.handler({"nothing": 1}, LambdaContext()) == {"mirrored": False, "error": "no job_id"}
 
 
 def test_stripe_webhook_event_through_the_handler(shop: Shop) -> None:

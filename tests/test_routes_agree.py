@@ -98,10 +98,26 @@ def test_reconciler_runs_on_a_schedule_without_http() -> None:
 
 
 def test_http_functions_fit_the_api_gateway_timeout() -> None:
-    """Every HTTP function except the mirroring fal-webhook ends within API Gateway's 30 s (≤ 29 s)."""
+    """Every HTTP function ends within API Gateway's 30 s (≤ 29 s); fal-webhook within fal's 15 s."""
     config = serverless()
     default = config["provider"]["timeout"]
     for name, spec in config["functions"].items():
-        http = any("httpApi" in e for e in spec.get("events", []))
-        if http and name != "falWebhook":
+        if any("httpApi" in e for e in spec.get("events", [])):
             assert spec.get("timeout", default) <= 29, name
+    assert config["functions"]["falWebhook"]["timeout"] <= 15
+
+
+def test_fal_webhook_hands_copies_to_the_mirror_function_it_may_invoke() -> None:
+    """falWebhook's MIRROR_FUNCTION is mirrorVideo's deployed name, the one function the role may invoke."""
+    config = serverless()
+    name = config["custom"]["mirrorFunction"]
+    assert name == "${self:service}-${sls:stage}-mirrorVideo"  # how osls names the mirrorVideo function
+    assert (
+        config["functions"]["falWebhook"]["environment"]["MIRROR_FUNCTION"] == "${self:custom.mirrorFunction}"
+    )
+    mirror = config["functions"]["mirrorVideo"]
+    assert mirror["handler"] == "functions/mirror_video.handler" and "events" not in mirror
+    invokes = [
+        s for s in config["provider"]["iam"]["role"]["statements"] if "lambda:InvokeFunction" in s["Action"]
+    ]
+    assert len(invokes) == 1 and invokes[0]["Resource"]["Fn::Join"][1][-1] == "${self:custom.mirrorFunction}"
