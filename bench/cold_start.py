@@ -128,9 +128,7 @@ def first_events() -> dict[str, dict[str, Any] | None]:
     from tests.lambda_support import http_event
 
     events: dict[str, dict[str, Any] | None] = {}
-    for path in sorted((ROOT / "functions").glob("*.py")):
-        if path.stem == "__init__":
-            continue
+    for path in sorted((ROOT / "functions").glob("[a-z]*.py")):
         endpoint = getattr(importlib.import_module(f"functions.{path.stem}"), "endpoint", None)
         if endpoint is None:
             events[path.stem] = None
@@ -189,7 +187,7 @@ def authenticated_events() -> dict[str, dict[str, Any]]:
 
     token = mint_dev_token(uuid.uuid4(), settings=Settings(supabase_jwt_secret=SECRET))
     events: dict[str, dict[str, Any]] = {}
-    for path in sorted((ROOT / "functions").glob("*.py")):
+    for path in sorted((ROOT / "functions").glob("[a-z]*.py")):
         endpoint = getattr(importlib.import_module(f"functions.{path.stem}"), "endpoint", None)
         if endpoint is None:  # a function without a route: its own event (NON_HTTP_EVENTS)
             events[path.stem] = NON_HTTP_EVENTS[path.stem]

@@ -12,7 +12,7 @@ def fal_webhook(call: Call) -> dict[str, object]:
 
     outcome = hosted.handle_fal_webhook(dict(call.headers), call.raw_body, call.args["job_id"])
     if outcome.mirror is not None and get_settings().mirror_after_webhook:
-        call.after(mirror.after_webhook, outcome.mirror)
+        call.after(mirror.copy_video, outcome.mirror)
     return {"received": True, "result": outcome.result}
 
 

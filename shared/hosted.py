@@ -150,7 +150,7 @@ def poll(job_id: UUID, provider: FalProvider | None = None) -> str:
             return _fail_by_provider(job_id, exc.message)
         outcome = _apply_output(job_id, job["request_id"], output)
         if outcome.mirror:
-            mirror.mirror_job(outcome.mirror)
+            mirror.copy_video(outcome.mirror)
         return outcome.result
     if _past_deadline(job):
         jobs.fail(job_id, "fal did not finish the job in time.", kind="deadline")

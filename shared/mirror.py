@@ -70,8 +70,11 @@ def download(url: str, dest: Path, *, max_bytes: int, client: httpx.Client | Non
 
 def thumbnail(video: Path, dest: Path) -> bool:
     """Write a JPEG of the video's first frame; False when the file has no decodable video frame."""
-    import av  # heavy; only the mirroring path needs it
-
+    try:
+        import av  # heavy; only the mirroring path needs it
+    except ImportError:
+        log.warning("no thumbnail: PyAV is not installed in this function")
+        return False
     try:
         with av.open(str(video)) as container:
             stream = container.streams.video[0]
@@ -85,8 +88,9 @@ def thumbnail(video: Path, dest: Path) -> bool:
     return False
 
 
-def after_webhook(job_id: UUID) -> None:
-    """What fal-webhook does once it has answered: hand the copy to MIRROR_FUNCTION, or copy here."""
+def copy_video(job_id: UUID) -> None:
+    """Copy a job's recorded video: hand it to MIRROR_FUNCTION when set (fal-webhook and status polls on AWS,
+    whose functions are small and carry no PyAV), else copy it here."""
     if get_settings().mirror_function:
         hand_off(job_id)
     else:

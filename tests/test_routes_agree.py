@@ -107,14 +107,12 @@ def test_http_functions_fit_the_api_gateway_timeout() -> None:
     assert config["functions"]["falWebhook"]["timeout"] <= 15
 
 
-def test_fal_webhook_hands_copies_to_the_mirror_function_it_may_invoke() -> None:
-    """falWebhook's MIRROR_FUNCTION is mirrorVideo's deployed name, the one function the role may invoke."""
+def test_copies_are_handed_to_the_mirror_function_the_role_may_invoke() -> None:
+    """MIRROR_FUNCTION is mirrorVideo's deployed name, the one function the role may invoke."""
     config = serverless()
     name = config["custom"]["mirrorFunction"]
     assert name == "${self:service}-${sls:stage}-mirrorVideo"  # how osls names the mirrorVideo function
-    assert (
-        config["functions"]["falWebhook"]["environment"]["MIRROR_FUNCTION"] == "${self:custom.mirrorFunction}"
-    )
+    assert config["provider"]["environment"]["MIRROR_FUNCTION"] == "${self:custom.mirrorFunction}"
     mirror = config["functions"]["mirrorVideo"]
     assert mirror["handler"] == "functions/mirror_video.handler" and "events" not in mirror
     invokes = [
