@@ -437,7 +437,7 @@ def _public_x(key: Ed25519PrivateKey, *, padded: bool) -> str:
     return x if padded else x.rstrip("=")
 
 
-def _self_signed_cert(directory: Path, host: str) -> tuple[Path, Path]:
+def self_signed_cert(directory: Path, host: str) -> tuple[Path, Path]:
     """Write a self-signed certificate (its own CA) for ``host`` and localhost; returns (cert, key) paths."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fal emulator")])
@@ -579,7 +579,7 @@ class FalEmulator:
         tls_files: dict[str, Any] = {}
         if self.tls:
             self._tls_dir = tempfile.TemporaryDirectory(prefix="fal-emulator-")
-            cert, key = _self_signed_cert(Path(self._tls_dir.name), self._host)
+            cert, key = self_signed_cert(Path(self._tls_dir.name), self._host)
             self.ca_file = str(cert)
             tls_files = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         self.base_url = f"{'https' if self.tls else 'http'}://{self._host}:{port}"
