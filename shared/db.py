@@ -3,8 +3,9 @@
 The only module that imports psycopg. Every statement is a single procedure call in autocommit mode, so each
 call is one round trip and one transaction, and it works through a transaction-mode pooler (no session state,
 no server-side prepared statements). The statement timeout is a connection option, or, behind a transaction
-pooler (which cannot carry per-client options), ``SET LOCAL`` inside each call's own transaction, pipelined with
-the call so it stays one round trip. Each connection is checked when taken from the pool and replaced when dead.
+pooler (which cannot carry per-client options), ``SET LOCAL`` inside each call's own transaction, sent with the
+call as one simple-protocol message so it stays one round trip. Each connection is checked when taken from the
+pool and replaced when dead.
 """
 
 from __future__ import annotations
@@ -134,9 +135,22 @@ class Database:
     ) -> psycopg.Cursor[Any]:
         if self._local_timeout is None:
             return conn.execute(query, params)
-        with conn.pipeline(), conn.transaction():  # BEGIN, SET LOCAL, the call, COMMIT: one round trip
-            conn.execute("select set_config('statement_timeout', %s, true)", (self._local_timeout,))
-            cur = conn.execute(query, params)
+        # One simple-protocol message "begin; select set_config(...); <call>; commit" (parameters bound on the
+        # client, with libpq's quoting): one round trip and no Sync/Flush messages. Pipeline mode would end with
+        # a Flush that can reach the pooler after it released the server connection; pgbouncer 1.18 then forwards
+        # it to a server that never answers a Flush, and that server connection is lost to every client.
+        batch = sql.SQL("begin; select set_config('statement_timeout', {}, true); {}; commit").format(
+            sql.Literal(self._local_timeout), query
+        )
+        cur = psycopg.ClientCursor(conn)
+        try:
+            cur.execute(batch, params)
+        except psycopg.Error:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("rollback")  # the failed transaction must end before the pooler can reuse it
+            raise
+        cur.nextset()  # the result of begin, then of set_config, then the call's
+        cur.nextset()
         return cur
 
     @contextmanager

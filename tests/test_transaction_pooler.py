@@ -116,3 +116,28 @@ def test_statement_timeout_holds_per_transaction_and_does_not_leak(pooled: Datab
         for _ in range(SERVER_CONNECTIONS * 2):
             row = conn.execute("show statement_timeout").fetchone()
             assert row is not None and row[0] == "0"
+
+
+def test_a_pooled_call_is_one_simple_query_message(pooler: str, tmp_path: Path) -> None:
+    """Behind a pooler a call is one simple-protocol Query (begin; SET LOCAL; the call; commit): one round trip,
+    and no Sync or Flush that could reach the pooler after it has released the server connection."""
+    database = Database(pooler, min_size=1, max_size=1, statement_timeout_ms=300, transaction_pooler=True)
+    trace = tmp_path / "libpq.trace"
+    try:
+        with trace.open("w") as out:
+            with database.pool.connection() as conn:
+                conn.pgconn.trace(out.fileno())
+                conn.pgconn.set_trace_flags(
+                    psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE
+                )
+            balance = database.call("get_credits", user=uuid.uuid4(), signup_credits=0, limit=1)["balance"]
+            with database.pool.connection() as conn:
+                conn.pgconn.untrace()
+    finally:
+        database.close()
+    assert balance == 0
+    sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F\t")]
+    kinds = [fields[2] for fields in sent]
+    calls = [fields[3] for fields in sent if fields[2] == "Query" and "begin;" in fields[3]]
+    assert len(calls) == 1 and "set_config('statement_timeout', '300', true)" in calls[0]
+    assert not {"Parse", "Sync", "Flush"} & set(kinds), kinds
