@@ -39,7 +39,7 @@ from shared import db as dbmod
 from shared.migrations import migrate, sync_models
 from shared.providers.local import get_local_engine
 from shared.settings import Settings, get_settings, set_runtime_base_url
-from shared.web import App, Endpoint, request_id
+from shared.web import App, Endpoint, error_response, request_id
 
 log = logging.getLogger("i2v.server")
 
@@ -111,27 +111,27 @@ def site_app() -> FastAPI:
     """What the local server serves besides the functions: media, uploads, /openapi.json and /docs."""
     app = FastAPI(title="i2v", openapi_url=None, docs_url=None, redoc_url=None)
 
-    def render(request: Request, exc: errors.I2VError) -> JSONResponse:
-        rid = request_id(request.headers, request.scope)
-        return JSONResponse(exc.to_json(rid), status_code=exc.status, headers={"X-Request-Id": rid})
+    def render(request: Request, exc: Exception) -> Response:
+        """The functions' own error renderer (one JSON shape, request id, 5xx logged)."""
+        answer = error_response(exc, request_id(request.headers, request.scope), request.url.path)
+        return Response(answer.body, answer.status, headers=answer.headers, media_type="application/json")
 
     @app.exception_handler(errors.I2VError)
-    def _i2v(request: Request, exc: errors.I2VError) -> JSONResponse:
+    def _i2v(request: Request, exc: errors.I2VError) -> Response:
         return render(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    def _invalid(request: Request, exc: RequestValidationError) -> Response:
         return render(request, errors.BadRequest("Invalid request."))
 
     @app.exception_handler(StarletteHTTPException)
-    def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    def _http(request: Request, exc: StarletteHTTPException) -> Response:
         missing = {404: errors.NotFound("No such endpoint."), 405: errors.MethodNotAllowed()}
         return render(request, missing.get(exc.status_code) or errors.BadRequest(str(exc.detail)))
 
     @app.exception_handler(Exception)
-    def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("request failed", extra={"path": request.url.path}, exc_info=exc)
-        return render(request, errors.I2VError("An unexpected error occurred."))
+    def _unexpected(request: Request, exc: Exception) -> Response:
+        return render(request, exc)
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> JSONResponse:

@@ -155,7 +155,6 @@ class Call:
         self.method = method
         self.path = path
         self.headers = headers
-        self.raw_query = query
         self.query = dict(parse_qsl(query, keep_blank_values=True))  # the last value of a repeated key wins
         self.raw_body = body
         self.request_id = ""
@@ -262,9 +261,8 @@ class App:
     """An ASGI application serving ``endpoints``; requests for other paths go to ``fallback`` (or answer 404)."""
 
     def __init__(self, endpoints: Sequence[Endpoint], fallback: ASGIApp | None = None) -> None:
-        self.endpoints = tuple(endpoints)
         self._routes: dict[str, dict[str, Endpoint]] = {}
-        for endpoint in self.endpoints:
+        for endpoint in endpoints:
             for path in endpoint.paths:
                 methods = self._routes.setdefault(path, {})
                 if endpoint.method in methods:
@@ -308,7 +306,8 @@ class App:
         elif endpoint is None:
             miss = errors.MethodNotAllowed() if methods else errors.NotFound("No such endpoint.")
         loop = asyncio.get_running_loop()
-        response = await loop.run_in_executor(_executor(), _serve_in_context, endpoint, call, miss)
+        serve_in_context = contextvars.copy_context().run  # logs and timing context reach the thread
+        response = await loop.run_in_executor(_executor(), serve_in_context, serve, endpoint, call, miss)
         if "origin" in headers:
             response.headers.update(CORS_HEADERS)
         await _send(send, response, head=call.method == "HEAD")
@@ -329,10 +328,6 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def _serve_in_context(endpoint: Endpoint | None, call: Call, miss: errors.I2VError | None) -> Response:
-    return contextvars.copy_context().run(serve, endpoint, call, miss)
-
-
 def serve(endpoint: Endpoint | None, call: Call, miss: errors.I2VError | None = None) -> Response:
     """Answer one request: check what the endpoint reads, run it, render the result or the error; log one line."""
     stats = timing.track_request()
@@ -344,10 +339,8 @@ def serve(endpoint: Endpoint | None, call: Call, miss: errors.I2VError | None = 
                 raise miss
             assert endpoint is not None
             response = Response(*_encode(endpoint, _run(endpoint, call)), background=call.background)
-        except errors.I2VError as exc:
-            response = error_response(exc, call)
         except Exception as exc:
-            response = error_response(_wrap(exc), call)
+            response = error_response(exc, call.request_id, call.path)
         status = response.status
         _log_request(call, status, started)
     response.headers = {k.lower(): v for k, v in response.headers.items()}
@@ -371,18 +364,20 @@ def _run(endpoint: Endpoint, call: Call) -> Any:
     return endpoint.run(call)
 
 
-def error_response(exc: errors.I2VError, call: Call) -> Response:
-    """Render any i2v error in the one JSON shape (5xx are logged with their cause)."""
-    if exc.status >= 500:
+def error_response(exc: Exception, request_id: str, path: str) -> Response:
+    """Render an error in the one JSON shape: an i2v error as it is, anything else as a 500 (5xx are logged
+    with their cause)."""
+    err = exc if isinstance(exc, errors.I2VError) else _wrap(exc)
+    if err.status >= 500:
         log.error(
             "request failed",
-            extra={"request_id": call.request_id, "code": exc.code, "path": call.path},
-            exc_info=exc.__cause__ or exc,
+            extra={"request_id": request_id, "code": err.code, "path": path},
+            exc_info=err.__cause__ or err,
         )
-    headers = {"x-request-id": call.request_id}
-    if "retry_after" in exc.details:
-        headers["retry-after"] = str(exc.details["retry_after"])
-    return Response(exc.status, headers, _dumps(exc.to_json(call.request_id)))
+    headers = {"x-request-id": request_id}
+    if "retry_after" in err.details:
+        headers["retry-after"] = str(err.details["retry_after"])
+    return Response(err.status, headers, _dumps(err.to_json(request_id)))
 
 
 def _run_task(task: Callable[..., Any], args: tuple[Any, ...], rid: str) -> None:
