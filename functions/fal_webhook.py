@@ -24,5 +24,6 @@ endpoint = Endpoint(
     auth=False,
     params=(Param("job_id", "uuid", description="the job this completion belongs to (set at submission)"),),
     errors=(401,),
+    max_body=1024 * 1024,  # provider events: larger than API bodies, still bounded before verification
 )
 handler = lambda_handler(endpoint)

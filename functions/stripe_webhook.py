@@ -22,5 +22,6 @@ endpoint = Endpoint(
     auth=False,
     response="shared.billing:WebhookAck",
     errors=(400, 503),
+    max_body=1024 * 1024,  # provider events: larger than API bodies, still bounded before verification
 )
 handler = lambda_handler(endpoint)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import socket
 import threading
@@ -15,7 +14,6 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions import (
@@ -34,7 +32,8 @@ from functions import (
     status,
     stripe_webhook,
 )
-from shared import billing, errors, hosted, logs, storage, uploads
+from infra.upload_route import UploadRoute
+from shared import billing, errors, hosted, logs, storage
 from shared import db as dbmod
 from shared.migrations import migrate, sync_models
 from shared.providers.local import get_local_engine
@@ -63,7 +62,7 @@ ENDPOINTS: list[Endpoint] = [
 
 
 def media_router() -> APIRouter:
-    """Routes that serve local storage: signed GETs of media and signed PUTs of uploads."""
+    """Routes that serve local storage: signed GETs of media (signed PUTs of uploads: infra.upload_route)."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/media/{key:path}")
@@ -74,28 +73,6 @@ def media_router() -> APIRouter:
         if info is None:
             raise errors.NotFound("No such object.")
         return FileResponse(local.path(key), media_type=info.content_type or "application/octet-stream")
-
-    @router.put("/storage/v1/upload/{key:path}")
-    async def put_upload(
-        key: str, request: Request, exp: str = "", size: str = "", sig: str = ""
-    ) -> Response:
-        local = _local_storage()
-        content_type = request.headers.get("content-type", "").split(";")[0].strip()
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and size.isdigit() and int(declared) > int(size):
-            raise errors.PayloadTooLarge(f"This upload URL accepts {size} bytes.")
-        body = await request.body()
-        await run_in_threadpool(
-            uploads.receive_local_upload,
-            local,
-            key,
-            io.BytesIO(body),
-            content_type=content_type,
-            expires=exp,
-            size=size,
-            sig=sig,
-        )
-        return Response(status_code=200)
 
     return router
 
@@ -149,7 +126,7 @@ def site_app() -> FastAPI:
 
 def create_app() -> App:
     """The app serving every function under /functions/v1/<name>, then local media, uploads and the docs."""
-    return App(ENDPOINTS, fallback=site_app())
+    return App(ENDPOINTS, fallback=UploadRoute(site_app()))
 
 
 class LocalStack:

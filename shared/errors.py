@@ -18,6 +18,7 @@ The tree (HTTP status, stable ``code``)::
       MethodNotAllowed                405 method_not_allowed
       IdempotencyInFlight             409 idempotency_in_flight
       InvalidTransition               409 invalid_transition
+      UploadAlreadyStored             409 upload_already_stored (an upload is written once; it never changes)
       PayloadTooLarge                 413 payload_too_large
       IdempotencyKeyReused            422 idempotency_key_reused
       RateLimited                     429 rate_limited
@@ -155,6 +156,13 @@ class InvalidTransition(I2VError):
 
     status = 409
     code = "invalid_transition"
+
+
+class UploadAlreadyStored(I2VError):
+    """This upload is already stored; an upload is written once and never replaced."""
+
+    status = 409
+    code = "upload_already_stored"
 
 
 class PayloadTooLarge(I2VError):

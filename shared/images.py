@@ -7,7 +7,7 @@ import io
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from shared import errors
@@ -31,11 +31,18 @@ class ImageInfo:
 
 def sniff(data: bytes, max_pixels: int, field: str = "image_url") -> ImageInfo:
     """Identify a JPEG/PNG/WebP from its bytes and check its pixel count; refuse anything else."""
-    if data.startswith(b"\xff\xd8\xff"):
+    return sniff_file(io.BytesIO(data), max_pixels, field=field)
+
+
+def sniff_file(fh: IO[bytes], max_pixels: int, field: str = "image_url") -> ImageInfo:
+    """``sniff`` for an open binary file: reads the header, not the whole image."""
+    head = fh.read(12)
+    fh.seek(0)
+    if head.startswith(b"\xff\xd8\xff"):
         content_type = "image/jpeg"
-    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
+    elif head.startswith(b"\x89PNG\r\n\x1a\n"):
         content_type = "image/png"
-    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         content_type = "image/webp"
     else:
         raise errors.InvalidField(
@@ -44,7 +51,7 @@ def sniff(data: bytes, max_pixels: int, field: str = "image_url") -> ImageInfo:
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(fh) as img:
             width, height = img.size
     except (OSError, Image.DecompressionBombError) as exc:
         raise errors.InvalidField(field, "The image cannot be decoded.") from exc

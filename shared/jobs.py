@@ -131,7 +131,9 @@ def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequ
     )
     result = get_db().call("start_generation", **params)
     if result["outcome"] == "upload_unverified":
-        verify_upload(user, str(p.upload_sha))
+        from shared import uploads
+
+        uploads.verify_upload(user, str(p.upload_sha))
         result = get_db().call("start_generation", **params)
     outcome = _outcome(result)
     if result["outcome"] == "created":
@@ -208,29 +210,6 @@ def _check_image(user: User, spec: ModelSpec, url: str | None) -> str | None:
     return parts[2].split(".", 1)[0]
 
 
-def verify_upload(user: User, sha256: str) -> None:
-    """Check an upload's stored bytes against its declared hash, size and type, then mark it verified."""
-    record = get_db().call("get_upload", user=user.id, sha256=sha256)
-    if record is None:
-        raise errors.InvalidField(
-            "image_url", "No upload of yours has that URL; use create-upload-url first."
-        )
-    settings = get_settings()
-    storage = get_storage()
-    if storage.info(record["storage_key"]) is None:
-        raise errors.InvalidField("image_url", "The upload has not been completed; PUT the bytes first.")
-    data = storage.read(record["storage_key"], settings.max_image_bytes)
-    info = images.check_upload(
-        data,
-        sha256=sha256,
-        content_type=record["content_type"],
-        size=record["size"],
-        max_pixels=settings.max_image_pixels,
-    )
-    storage.keep(record["storage_key"])
-    get_db().call("verify_upload", user=user.id, sha256=sha256, width=info.width, height=info.height)
-
-
 def cancel(user: User, job_id: UUID) -> VideoStatus:
     """Cancel one of the caller's unfinished jobs, refunding it (a second cancel changes nothing)."""
     job = get_db().call("get_job", user=user.id, job=job_id)
@@ -288,7 +267,11 @@ def load_image(image_url: str, user_id: UUID) -> bytes:
     storage = get_storage()
     key = storage.key_for_url(image_url)
     if key is not None:
-        return storage.read(key, settings.max_image_bytes)
+        from shared import uploads
+
+        data = storage.read(key, settings.max_image_bytes)
+        uploads.check_content(key, data)
+        return data
     return images.fetch(image_url, settings, max_bytes=settings.max_image_bytes)
 
 

@@ -7,6 +7,7 @@ Writes are atomic: a reader never sees a partial object.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -76,8 +77,13 @@ class Storage(ABC):
         """A URL anyone holding it may GET until it expires."""
 
     @abstractmethod
-    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> UploadTarget:
-        """A URL the client PUTs the bytes to directly."""
+    def upload_target(self, key: str, content_type: str, size: int, sha256: str, ttl_s: int) -> UploadTarget:
+        """A URL the client PUTs exactly these bytes to, directly, once: the store refuses other bytes (another
+        hash, size or type) and any write to ``key`` once an object is there."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object (no error when there is none)."""
 
     @abstractmethod
     def ref_url(self, key: str) -> str:
@@ -155,6 +161,36 @@ class LocalStorage(Storage):
             return super().put_file(key, path, content_type)
         return size
 
+    def place_new(self, key: str, path: Path, content_type: str) -> bool:
+        """Move a finished file to ``key`` unless an object is already there (atomic, never overwrites).
+
+        Returns False, leaving ``path`` in place, when ``key`` exists: a stored object is never replaced.
+        """
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        type_file = target.with_name(target.name + ".type")
+        if not type_file.exists():
+            type_tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.type")
+            type_tmp.write_text(content_type)
+            os.replace(type_tmp, type_file)
+        try:
+            os.link(path, target)  # fails with FileExistsError when the key is taken: no second write, ever
+        except FileExistsError:
+            return False
+        path.unlink(missing_ok=True)
+        return True
+
+    def scratch_file(self) -> Path:
+        """A new, unique path on the storage's filesystem for a file that may later be placed."""
+        scratch = self.root / ".incoming"
+        scratch.mkdir(parents=True, exist_ok=True)
+        return scratch / f"{uuid.uuid4().hex}.part"
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".type").unlink(missing_ok=True)
+
     def read(self, key: str, max_bytes: int) -> bytes:
         path = self.path(key)
         if not path.is_file():
@@ -190,7 +226,9 @@ class LocalStorage(Storage):
         exp = int(time.time()) + ttl_s
         return f"{self.base_url}/media/{key}?" + urlencode({"exp": exp, "sig": self.sign("GET", key, exp)})
 
-    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> UploadTarget:
+    def upload_target(self, key: str, content_type: str, size: int, sha256: str, ttl_s: int) -> UploadTarget:
+        # The key names the hash; the server receiving the PUT checks the bytes against it before they become
+        # visible, and never writes a key twice (shared.uploads.LocalUploadReceiver).
         exp = int(time.time()) + ttl_s
         sig = self.sign("PUT", key, exp, f"{content_type}\n{size}")
         url = f"{self.base_url}/storage/v1/upload/{key}?" + urlencode({"exp": exp, "size": size, "sig": sig})
@@ -288,15 +326,28 @@ class S3Storage(Storage):
             )
         )
 
-    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> UploadTarget:
-        params = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
-        headers = {"Content-Type": content_type}
+    def upload_target(self, key: str, content_type: str, size: int, sha256: str, ttl_s: int) -> UploadTarget:
+        # Signed into the URL, so the PUT must carry them: S3 refuses bytes whose SHA-256 differs
+        # (x-amz-checksum-sha256) and any write once the key exists (If-None-Match: *, a conditional write).
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+        params = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ContentType": content_type,
+            "ContentLength": size,
+            "ChecksumSHA256": checksum,
+            "IfNoneMatch": "*",
+        }
+        headers = {"Content-Type": content_type, "x-amz-checksum-sha256": checksum, "If-None-Match": "*"}
         if self.tag_uploads:  # signed into the URL: the PUT must carry the same x-amz-tagging header
             params["Tagging"] = headers["x-amz-tagging"] = f"{UPLOAD_TAG}=unverified"
         url = self.client.generate_presigned_url(
             "put_object", Params=params, ExpiresIn=ttl_s, HttpMethod="PUT"
         )
         return UploadTarget(str(url), "PUT", headers, int(time.time()) + ttl_s)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def keep(self, key: str) -> None:
         if self.tag_uploads:

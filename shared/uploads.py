@@ -1,9 +1,26 @@
-"""Image uploads: a content-addressed cache per user, signed PUT targets, verification before use."""
+"""Image uploads: a content-addressed cache per user, signed PUT targets that take exactly the declared bytes
+once, and verification before any use.
+
+An upload is named by its content: ``uploads/{user_id}/{sha256}.{ext}``. Its record is pending until the stored
+bytes have been checked against the declared sha256, size and type, then verified for good; a verified object is
+never written again (the database refuses to change a verified record, and the stores refuse a second write).
+
+- Local storage: the local server receives the PUT itself (``LocalUploadReceiver``): signature, expiry, size
+  and type are checked before the body is read; the body is hashed while it streams to a scratch file, capped
+  at the declared size; only matching bytes are placed under the key, and only if nothing is there yet.
+- S3: the presigned PUT signs ``x-amz-checksum-sha256`` and ``If-None-Match: *``, so S3 itself refuses other
+  bytes and a second write; before first use the object is read back and checked all the same
+  (``verify_stored``), and removed when it does not match so that the right bytes can still be uploaded.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Any
 
 from shared import errors, images
 from shared.auth import User
@@ -11,6 +28,32 @@ from shared.db import get_db
 from shared.models import CreateUploadRequest, CreateUploadResponse
 from shared.settings import get_settings
 from shared.storage import LocalStorage, get_storage
+
+log = logging.getLogger("i2v.uploads")
+
+
+@dataclass(frozen=True)
+class UploadKey:
+    """What an upload's storage key says: whose it is, its content hash and its file extension."""
+
+    user_id: uuid.UUID
+    sha256: str
+    ext: str
+
+    @classmethod
+    def parse(cls, key: str) -> UploadKey | None:
+        """The parts of ``uploads/{user_id}/{sha256}.{ext}``, or None for any other key."""
+        parts = key.split("/")
+        if len(parts) != 3 or parts[0] != "uploads":
+            return None
+        sha, _, ext = parts[2].partition(".")
+        try:
+            user_id = uuid.UUID(parts[1])
+        except ValueError:
+            return None
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha) or not ext:
+            return None
+        return cls(user_id, sha, ext)
 
 
 def upload_key(user: User, sha256: str, content_type: str) -> str:
@@ -39,10 +82,10 @@ def create_upload(user: User, req: CreateUploadRequest) -> CreateUploadResponse:
         signup_credits=settings.signup_credits,
     )
     image_url = storage.ref_url(record["storage_key"])
-    if record.get("verified_at"):
+    if record.get("verified_at") or _stored_and_verified(user.id, record):
         return CreateUploadResponse(image_url=image_url, already_uploaded=True)
     target = storage.upload_target(
-        record["storage_key"], record["content_type"], record["size"], settings.upload_url_ttl_s
+        record["storage_key"], record["content_type"], record["size"], sha, settings.upload_url_ttl_s
     )
     return CreateUploadResponse(
         image_url=image_url,
@@ -54,18 +97,182 @@ def create_upload(user: User, req: CreateUploadRequest) -> CreateUploadResponse:
     )
 
 
-def receive_local_upload(
-    storage: LocalStorage,
-    key: str,
-    stream: IO[bytes],
-    *,
-    content_type: str,
-    expires: str,
-    size: str,
-    sig: str,
+def _stored_and_verified(user_id: uuid.UUID, record: dict[str, Any]) -> bool:
+    """True when the pending upload's object is already in storage and checks out (now verified).
+
+    An object that does not match its record is removed, so that the client can upload the right bytes.
+    """
+    if get_storage().info(record["storage_key"]) is None:
+        return False
+    try:
+        verify_stored(user_id, record)
+    except errors.InvalidField as exc:
+        log.info("stored upload refused: %s", exc.message, extra={"event": "upload_refused"})
+        return False
+    return True
+
+
+def verify_stored(user_id: uuid.UUID, record: dict[str, Any]) -> images.ImageInfo:
+    """Check an upload's stored bytes against its record (hash, size, type, pixels), then mark it verified.
+
+    Bytes that do not match are removed from storage (they can never be used) and refused with a 400.
+    """
+    settings = get_settings()
+    storage = get_storage()
+    key = record["storage_key"]
+    if storage.info(key) is None:
+        raise errors.InvalidField("image_url", "The upload has not been completed; PUT the bytes first.")
+    data = storage.read(key, settings.max_image_bytes)
+    try:
+        info = images.check_upload(
+            data,
+            sha256=record["sha256"],
+            content_type=record["content_type"],
+            size=record["size"],
+            max_pixels=settings.max_image_pixels,
+        )
+    except errors.InvalidField:
+        storage.delete(key)
+        raise
+    storage.keep(key)
+    _mark_verified(user_id, record["sha256"], key, record["size"], record["content_type"], info)
+    return info
+
+
+def _mark_verified(
+    user_id: uuid.UUID, sha256: str, key: str, size: int, content_type: str, info: images.ImageInfo
 ) -> None:
-    """Store the body of a signed PUT to local storage, refusing a wrong type or size."""
-    if not size.isdigit():
-        raise errors.Forbidden("The upload URL is invalid.")
-    storage.check_signature("PUT", key, expires, sig, f"{content_type}\n{size}")
-    storage.put_stream(key, stream, content_type, max_bytes=int(size), exact=True)
+    get_db().call(
+        "verify_upload",
+        user=user_id,
+        sha256=sha256,
+        key=key,
+        size=size,
+        content_type=content_type,
+        width=info.width,
+        height=info.height,
+    )
+
+
+def verify_upload(user: User, sha256: str) -> None:
+    """Verify the caller's upload of this content before a job may use it (400 when it cannot be used)."""
+    record = get_db().call("get_upload", user=user.id, sha256=sha256)
+    if record is None:
+        raise errors.InvalidField(
+            "image_url", "No upload of yours has that URL; use create-upload-url first."
+        )
+    if not record.get("verified_at"):
+        verify_stored(user.id, record)
+
+
+def check_content(key: str, data: bytes) -> None:
+    """Refuse bytes read from an upload's key unless they hash to the key's content hash (defence in depth:
+    uploads are immutable once verified, so this holds unless storage was changed behind our back)."""
+    parsed = UploadKey.parse(key)
+    if parsed is not None and hashlib.sha256(data).hexdigest() != parsed.sha256:
+        raise errors.InvalidField("image_url", "The stored upload does not match its content hash.")
+
+
+class LocalUploadReceiver:
+    """One signed PUT of an upload into local storage, checked before, while and after the bytes arrive.
+
+    Construction checks everything that needs no body (signature, expiry, declared size and type, the
+    Content-Length, that nothing is stored under the key yet); ``feed`` hashes and writes each chunk to a
+    scratch file, refusing more bytes than declared as soon as they arrive; ``finish`` places the file under
+    its key only when size, hash and image type match, then marks the upload verified. Memory held is one
+    chunk, whatever the body's size.
+    """
+
+    def __init__(
+        self,
+        storage: LocalStorage,
+        key: str,
+        *,
+        content_type: str,
+        expires: str,
+        size: str,
+        sig: str,
+        content_length: str | None,
+    ) -> None:
+        if not size.isdigit():
+            raise errors.Forbidden("The upload URL is invalid.")
+        storage.check_signature("PUT", key, expires, sig, f"{content_type}\n{size}")
+        parsed = UploadKey.parse(key)
+        if parsed is None or images.CONTENT_TYPES.get(content_type) != parsed.ext:
+            raise errors.Forbidden("The upload URL is invalid.")
+        self.storage, self.key, self.content_type, self.parsed = storage, key, content_type, parsed
+        self.size = int(size)
+        if content_length is not None and content_length.strip():
+            declared = content_length.strip()
+            if not declared.isdigit():
+                raise errors.InvalidField("Content-Length", "The Content-Length header is not a number.")
+            if int(declared) > self.size:
+                raise errors.PayloadTooLarge(
+                    f"This upload URL accepts {self.size} bytes.", max_bytes=self.size
+                )
+            if int(declared) < self.size:
+                raise errors.InvalidField(
+                    "size", f"This upload URL accepts exactly {self.size} bytes, not {declared}."
+                )
+        if storage.info(key) is not None:
+            raise errors.UploadAlreadyStored()
+        self._hash = hashlib.sha256()
+        self.received = 0
+        self._path = storage.scratch_file()
+        self._out: IO[bytes] | None = self._path.open("wb")
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next piece of the body (413 as soon as the body passes the declared size)."""
+        if not chunk:
+            return
+        self.received += len(chunk)
+        if self.received > self.size:
+            self.abort()
+            raise errors.PayloadTooLarge(f"This upload URL accepts {self.size} bytes.", max_bytes=self.size)
+        self._hash.update(chunk)
+        assert self._out is not None
+        self._out.write(chunk)
+
+    def finish(self) -> None:
+        """Check the whole body and store it under its key, verified; or refuse it and keep nothing."""
+        try:
+            assert self._out is not None
+            self._out.close()
+            self._out = None
+            if self.received != self.size:
+                raise errors.InvalidField(
+                    "size", f"Received {self.received} bytes; this upload URL accepts exactly {self.size}."
+                )
+            if self._hash.hexdigest() != self.parsed.sha256:
+                raise errors.InvalidField(
+                    "sha256", "The uploaded bytes do not match the sha256 declared for this upload."
+                )
+            with self._path.open("rb") as fh:
+                info = images.sniff_file(fh, get_settings().max_image_pixels, field="content_type")
+            if info.content_type != self.content_type:
+                raise errors.InvalidField(
+                    "content_type", f"The uploaded bytes are {info.content_type}, not {self.content_type}."
+                )
+            if not self.storage.place_new(self.key, self._path, self.content_type):
+                raise errors.UploadAlreadyStored()
+        finally:
+            self.abort()
+        try:
+            _mark_verified(
+                self.parsed.user_id, self.parsed.sha256, self.key, self.size, self.content_type, info
+            )
+        except (
+            errors.BadRequest,
+            errors.InvalidTransition,
+        ):  # no such pending upload (any more): keep nothing
+            self.storage.delete(self.key)
+            raise errors.Forbidden(
+                "This upload URL no longer matches an upload; ask for a new one."
+            ) from None
+
+    def abort(self) -> None:
+        """Drop whatever was received (nothing becomes visible)."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        self._path.unlink(missing_ok=True)

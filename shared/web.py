@@ -42,7 +42,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's own limit on a synchronous request payload
+#: What an endpoint reads at most unless it says otherwise: API bodies are small JSON documents (a 4,000
+#: character prompt and a URL). A larger body is refused with 413 before it is read (by its Content-Length) or
+#: as soon as it passes the limit (chunked), so no request can make the server hold more than this.
+DEFAULT_MAX_BODY = 64 * 1024
 _SF_STRING = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:=+/-]{1,128}$")
 _LOC_KINDS = ("body", "query", "header", "path", "cookie")
@@ -130,6 +133,7 @@ class Endpoint:
     exclude_none: bool = False
     errors: tuple[int, ...] = ()
     aliases: tuple[str, ...] = ()  # more paths served by the same function, left out of the OpenAPI document
+    max_body: int = DEFAULT_MAX_BODY  # bytes of request body read at most (413 beyond)
 
     @property
     def name(self) -> str:
@@ -291,18 +295,21 @@ class App:
         if methods is None and self._fallback is not None:
             await self._fallback(scope, receive, _with_cors(send) if "origin" in headers else send)
             return
-        body, too_large = await _read_body(receive)
+        endpoint = (methods or {}).get(scope["method"])
+        if methods and endpoint is None and scope["method"] == "HEAD":
+            endpoint = methods.get("GET")
+        limit = endpoint.max_body if endpoint is not None else 0
+        body, too_large = await _read_body(receive, limit, headers.get("content-length"))
         call = Call(
             scope["method"], scope["path"], headers, scope.get("query_string", b"").decode("latin-1"), body
         )
         call.request_id = request_id(headers, scope)
         call.aws_request_id = _aws_request_id(scope)
-        endpoint = (methods or {}).get(call.method)
-        if methods and endpoint is None and call.method == "HEAD":
-            endpoint = methods.get("GET")
         miss: errors.I2VError | None = None
-        if too_large:
-            miss = errors.PayloadTooLarge(f"Request bodies are limited to {MAX_BODY_BYTES} bytes.")
+        if endpoint is not None and too_large:
+            miss = errors.PayloadTooLarge(
+                f"Request bodies of {call.path} are limited to {limit} bytes.", max_bytes=limit
+            )
         elif endpoint is None:
             miss = errors.MethodNotAllowed() if methods else errors.NotFound("No such endpoint.")
         loop = asyncio.get_running_loop()
@@ -442,8 +449,15 @@ def _headers(scope: Scope) -> dict[str, str]:
     return found
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """The whole request body, or (partial, True) once it passes MAX_BODY_BYTES."""
+async def _read_body(receive: Receive, limit: int, content_length: str | None) -> tuple[bytes, bool]:
+    """The whole request body, or (b"", True) when it is longer than ``limit``.
+
+    A declared Content-Length over the limit is refused before any byte is read; a chunked body as soon as it
+    passes the limit. Either way at most ``limit`` bytes are ever held.
+    """
+    declared = (content_length or "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        return b"", True
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -452,7 +466,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             return b"", True
         chunks.append(chunk)
         if not message.get("more_body", False):

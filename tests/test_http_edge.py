@@ -62,10 +62,10 @@ def test_query_parameters_are_typed_and_bounded(caller: Caller) -> None:
 
 
 def test_oversized_body_is_413_in_the_error_shape(caller: Caller) -> None:
-    """A body over Lambda's 6 MiB payload limit is refused with 413 before anything runs."""
+    """A body over the route's limit (64 KiB for API bodies) is refused with 413 before anything runs."""
     response = caller.http.post(
         "/functions/v1/quote",
-        content=b"{" + b" " * (6 * 1024 * 1024 + 1) + b"}",
+        content=b"{" + b" " * (64 * 1024 + 1) + b"}",
         headers={"Content-Type": "application/json"},
     )
     assert response.status_code == 413

@@ -36,7 +36,7 @@ def test_upload_is_unverified_until_kept(tagged: S3Storage) -> None:
     """The presigned PUT carries the tag header; the object is tagged unverified, then verified by keep()."""
     data = (EXAMPLES / "square.jpg").read_bytes()
     key = f"uploads/u/{hashlib.sha256(data).hexdigest()}.jpg"
-    target = tagged.upload_target(key, "image/jpeg", len(data), 300)
+    target = tagged.upload_target(key, "image/jpeg", len(data), hashlib.sha256(data).hexdigest(), 300)
     assert target.headers["x-amz-tagging"] == f"{UPLOAD_TAG}=unverified"
     assert httpx.put(target.url, content=data, headers=target.headers).status_code == 200
     assert tags(tagged, key) == {UPLOAD_TAG: "unverified"}
@@ -47,7 +47,10 @@ def test_upload_is_unverified_until_kept(tagged: S3Storage) -> None:
 def test_other_endpoints_are_not_tagged(s3_endpoint: str) -> None:  # noqa: F811  (the fixture imported above)
     """An S3-compatible endpoint (Supabase Storage, MinIO) gets no tag header: it may not support tags."""
     storage = S3Storage("i2v-plain", endpoint_url=s3_endpoint, region="us-east-1")
-    assert "x-amz-tagging" not in storage.upload_target("uploads/u/x.jpg", "image/jpeg", 10, 60).headers
+    assert (
+        "x-amz-tagging"
+        not in storage.upload_target("uploads/u/x.jpg", "image/jpeg", 10, "0" * 64, 60).headers
+    )
 
 
 def test_lifecycle_rule_expires_only_unverified_uploads() -> None:

@@ -8,6 +8,7 @@ FAL_REST_URL and FAL_CDN_URL.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -65,7 +66,9 @@ class FalProvider(Provider):
 
     def __init__(self, client: httpx.Client | None = None) -> None:
         self._client = client
-        self._cdn_urls: dict[str, str] = {}  # content hash -> fal CDN URL (also kept in Postgres)
+        self._cdn_urls: dict[
+            tuple[str, str], str
+        ] = {}  # (user, content hash) -> fal CDN URL (also in Postgres)
 
     @property
     def client(self) -> httpx.Client:
@@ -171,20 +174,27 @@ class FalProvider(Provider):
             return image_url
         if not isinstance(storage, LocalStorage):
             return storage.download_url(key, _IMAGE_URL_TTL_S)
+        # The CDN cache is keyed by the hash of bytes we read and checked, and consulted only for content the
+        # job's owner stored and verified: another user's file can never stand in for this one.
         sha = key.rsplit("/", 1)[-1].split(".", 1)[0]
-        cached = self._cdn_urls.get(sha) or get_db().call(
-            "get_provider_upload", provider=self.name, sha256=sha
+        memo = (str(user_id), sha)
+        cached = self._cdn_urls.get(memo) or get_db().call(
+            "get_provider_upload", provider=self.name, user=user_id, sha256=sha
         )
         if cached:
-            self._cdn_urls[sha] = str(cached)
+            self._cdn_urls[memo] = str(cached)
             return str(cached)
         info = storage.info(key)
         data = storage.read(key, get_settings().max_image_bytes)
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise errors.ProviderJobFailed(
+                "The stored image does not match its content hash.", provider=self.name
+            )
         url = self._upload_to_cdn(
             data, (info.content_type if info else None) or "image/jpeg", key.rsplit("/", 1)[-1]
         )
         get_db().call("put_provider_upload", provider=self.name, sha256=sha, url=url)
-        self._cdn_urls[sha] = url
+        self._cdn_urls[memo] = url
         return url
 
     def _upload_to_cdn(self, data: bytes, content_type: str, file_name: str) -> str:

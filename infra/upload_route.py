@@ -1,0 +1,90 @@
+"""The local server's upload route, ``PUT /storage/v1/upload/{key}``, as plain ASGI.
+
+Plain ASGI rather than a framework route, so that nothing reads the body before the checks that need none
+(signature, expiry, declared size and type, Content-Length) have passed, and so that the body is streamed
+through ``shared.uploads.LocalUploadReceiver`` one chunk at a time: an unsigned or oversized PUT is refused
+before its first byte is read, and a body is never held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qsl
+
+from shared import errors, storage
+from shared.uploads import LocalUploadReceiver
+from shared.web import ASGIApp, Receive, Scope, Send, error_response, request_id
+
+PREFIX = "/storage/v1/upload/"
+
+
+class UploadRoute:
+    """Serves signed upload PUTs itself and passes every other request to ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route one ASGI connection."""
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        rid = request_id(headers, scope)
+        try:
+            if scope["method"] != "PUT":
+                raise errors.MethodNotAllowed()
+            await self._receive(scope, headers, receive)
+        except Exception as exc:  # rendered in the one error shape (5xx logged with their cause)
+            answer = error_response(exc, rid, scope["path"])
+            await _respond(send, answer.status, answer.body, rid)
+            return
+        await _respond(send, 200, b'{"stored":true}', rid)
+
+    async def _receive(self, scope: Scope, headers: dict[str, str], receive: Receive) -> None:
+        local = storage.get_storage()
+        if not isinstance(local, storage.LocalStorage):
+            raise errors.NotFound("Local storage is not in use.")
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        key = scope["path"][len(PREFIX) :]  # ASGI paths arrive percent-decoded
+        loop = asyncio.get_running_loop()
+        receiver = await loop.run_in_executor(
+            None,
+            lambda: LocalUploadReceiver(
+                local,
+                key,
+                content_type=headers.get("content-type", "").split(";")[0].strip(),
+                expires=query.get("exp", ""),
+                size=query.get("size", ""),
+                sig=query.get("sig", ""),
+                content_length=headers.get("content-length"),
+            ),
+        )
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise errors.BadRequest("The client went away before the upload finished.")
+                receiver.feed(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        except BaseException:
+            receiver.abort()
+            raise
+        await loop.run_in_executor(None, receiver.finish)
+
+
+async def _respond(send: Send, status: int, body: bytes, rid: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"x-request-id", rid.encode("latin-1")),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
