@@ -17,6 +17,7 @@ BENCHMARKS = {
     "bulk_makespan": ["bench.bulk_makespan"],
     "listing": ["bench.listing"],
     "cold_start": ["bench.cold_start"],
+    "hostile_bodies": ["bench.hostile_bodies"],
 }
 
 
