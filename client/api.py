@@ -6,8 +6,10 @@ Errors::
       ApiUnreachable    no answer: connection refused, timeout, broken connection (after retries)
 
 Every call is retried, bounded by attempts and total time, on network errors, 408, 429, 5xx and
-``idempotency_in_flight``, honouring ``Retry-After`` up to a cap. Retrying is safe: reads are reads, uploads
-are content-addressed, and generate-video carries an Idempotency-Key.
+``idempotency_in_flight``, honouring ``Retry-After`` up to a cap. A connection nothing accepts (refused, or
+not made in time) is retried once, shortly: no server is listening there, and waiting longer rarely helps.
+Retrying is safe: reads are reads, uploads are content-addressed, and generate-video carries an
+Idempotency-Key.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ _TERMINAL = {"completed", "failed", "canceled"}
 _RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 _RETRY_AFTER_CAP_S = 30.0
 _IN_FLIGHT_WAIT_S = 5.0
+CONNECT_ATTEMPTS = 2  # a refused connection: the first try and one short retry
+CONNECT_RETRY_WAIT_S = 0.3
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 T = TypeVar("T")
 
 
@@ -47,8 +52,23 @@ class ApiError(Exception):
 class ApiUnreachable(ApiError):
     """The API could not be reached (after retries)."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(0, {"error": {"code": "unreachable", "message": f"cannot reach {url}: {reason}"}})
+    def __init__(self, url: str, reason: str, hint: str | None = None) -> None:
+        message = (
+            f"cannot reach {url} \N{EM DASH} {hint} ({reason})" if hint else f"cannot reach {url}: {reason}"
+        )
+        super().__init__(0, {"error": {"code": "unreachable", "message": message}})
+        self.url = url
+
+
+def unreachable_hint(base_url: str) -> str:
+    """What to check when nothing answers at ``base_url``."""
+    try:
+        host = httpx.URL(base_url).host
+    except httpx.InvalidURL:
+        host = ""
+    if host in _LOCAL_HOSTS:
+        return "is `i2v serve` running?"
+    return "is the API URL (I2V_API_URL or --api-url) right, and the network up?"
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
@@ -90,11 +110,13 @@ class I2VClient:
         transport: httpx.BaseTransport | None = None,
         attempts: int = 6,
         retry_timeout: float = 90.0,
+        connect_attempts: int = CONNECT_ATTEMPTS,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
         self.attempts = attempts
         self.retry_timeout = retry_timeout
+        self.connect_attempts = connect_attempts
         self.http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
@@ -109,16 +131,32 @@ class I2VClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def retrying(self, fn: Callable[[], T], what: str) -> T:
-        """Run one request-making function, retrying transient failures; map network errors once."""
+    def retrying(self, fn: Callable[[], T], what: str, *, api: bool = False) -> T:
+        """Run one request-making function, retrying transient failures; map network errors once.
+
+        A connection that is refused (or not made in time) is tried ``connect_attempts`` times in all, the
+        retry after a short wait; for the API itself (``api``) the error then says what to check.
+        """
+        refused = 0
+
+        def backoff(exc: Exception) -> bool | float:
+            nonlocal refused
+            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                refused += 1
+                return CONNECT_RETRY_WAIT_S if refused < self.connect_attempts else False
+            return _backoff(exc)
+
         try:
             for attempt in stamina.retry_context(
-                on=_backoff, attempts=self.attempts, timeout=self.retry_timeout, wait_max=10.0
+                on=backoff, attempts=self.attempts, timeout=self.retry_timeout, wait_max=10.0
             ):
                 with attempt:
                     return fn()
         except httpx.TransportError as exc:
-            raise ApiUnreachable(what, str(exc) or type(exc).__name__) from exc
+            reason = str(exc) or type(exc).__name__
+            if api:
+                raise ApiUnreachable(self.base_url, reason, unreachable_hint(self.base_url)) from exc
+            raise ApiUnreachable(what, reason) from exc
         raise AssertionError("stamina.retry_context ended without an attempt")  # pragma: no cover
 
     def _call(self, method: str, name: str, **kwargs: Any) -> Any:
@@ -128,7 +166,7 @@ class I2VClient:
                 raise _error(resp)
             return resp.json()
 
-        return self.retrying(once, f"{self.base_url}/functions/v1/{name}")
+        return self.retrying(once, f"{self.base_url}/functions/v1/{name}", api=True)
 
     def health(self) -> dict[str, Any]:
         """GET health."""

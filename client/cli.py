@@ -58,12 +58,21 @@ def _database_unmigrated() -> Iterator[Database]:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="HTTP worker processes sharing the port (the local engine runs in one of them)."
+        ),
+    ] = 1,
 ) -> None:
-    """Run every function on one HTTP server (applies migrations; embedded Postgres unless DATABASE_URL)."""
+    """Run every function on one HTTP server (applies migrations; embedded Postgres unless DATABASE_URL).
+
+    SIGINT (Ctrl-C) or SIGTERM stops it cleanly: requests in flight finish, the workers stop, then Postgres.
+    """
     from infra.server import LocalStack
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    stack = LocalStack(host=host, port=port)
+    stack = LocalStack(host=host, port=port, workers=workers)
     console.print(f"i2v: serving http://{host}:{port}/functions/v1/ (Ctrl-C stops)")
     stack.serve()
 
@@ -99,15 +108,30 @@ def dev_token(
     user: Annotated[str, typer.Option(help="User id (UUID) for the token's sub.")],
     expires_in: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 3600,
 ) -> None:
-    """Print an HS256 access token the running stack accepts (signed with SUPABASE_JWT_SECRET or the dev secret)."""
+    """Print an HS256 access token the running stack accepts (signed with SUPABASE_JWT_SECRET or the dev secret).
+
+    Where the secret lives is said on stderr: a server accepts the token only when it uses the same secret.
+    """
     from shared.auth import mint_dev_token
+    from shared.settings import get_settings
 
     try:
         user_id = uuid.UUID(user)
     except ValueError:
         console.print(f"[red]--user must be a UUID, got {user!r}[/red]")
         raise typer.Exit(2) from None
-    typer.echo(mint_dev_token(user_id, expires_in=expires_in))
+    settings = get_settings()
+    token = mint_dev_token(user_id, expires_in=expires_in, settings=settings)
+    if settings.supabase_jwt_secret:
+        console.print("signed with SUPABASE_JWT_SECRET", highlight=False)
+    else:
+        console.print(
+            f"signed with the dev secret in {settings.home / 'dev-jwt-secret'}: "
+            f"servers started with I2V_HOME={settings.home} accept it",
+            highlight=False,
+            soft_wrap=True,
+        )
+    typer.echo(token)
 
 
 @credits_app.command("grant")
@@ -169,11 +193,38 @@ def _api(api_url: str, token: str | None, *, need_token: bool = True) -> Iterato
         console.print("[red]Set I2V_TOKEN or pass --token (local stack: i2v dev-token --user UUID).[/red]")
         raise typer.Exit(2)
     try:
-        with I2VClient(api_url, token) as api:
+        with _retry_notes(), I2VClient(api_url, token) as api:
             yield api
     except ApiError as exc:
         render.api_error(console, exc)
         raise typer.Exit(1) from None
+
+
+@contextmanager
+def _retry_notes() -> Iterator[None]:
+    """While an API command runs, each retry the client schedules is one short line on stderr (instead of
+    stamina's log records); the previous retry hooks are restored afterwards."""
+    import stamina.instrumentation
+
+    from client.api import ApiError
+
+    def note(details: stamina.instrumentation.RetryDetails) -> None:
+        cause = details.caused_by
+        why = (
+            f"{cause.code}: {cause.message}"
+            if isinstance(cause, ApiError)
+            else f"{type(cause).__name__}: {cause}"
+        )
+        console.print(
+            f"[dim]retrying in {details.wait_for:.1f} s ({why})[/dim]", highlight=False, soft_wrap=True
+        )
+
+    previous = stamina.instrumentation.get_on_retry_hooks()
+    stamina.instrumentation.set_on_retry_hooks([note])
+    try:
+        yield
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(previous)
 
 
 @app.command()

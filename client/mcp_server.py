@@ -223,7 +223,7 @@ def _explain(exc: ApiError) -> str:
     details = exc.details
     allowed = ", ".join(map(str, details.get("allowed") or []))
     if exc.code == "insufficient_credits":
-        return f"Insufficient credits: {exc.message} Buy credits, or pick cheaper settings (quote_video prices them)."
+        return f"Insufficient credits: {exc.message} Or pick cheaper settings (quote_video prices them)."
     if exc.code == "unknown_model":
         return f"Unknown model: {exc.message} Models: {allowed}."
     if details.get("field"):

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from client.api import ApiError
+from client.api import ApiError, ApiUnreachable
 
 
 def print_json(value: Any) -> None:
@@ -19,6 +19,9 @@ def print_json(value: Any) -> None:
 
 def api_error(console: Console, exc: ApiError) -> None:
     """Explain an API error: its message, the field and the allowed values when the API names them."""
+    if isinstance(exc, ApiUnreachable):  # the message says it all: what could not be reached, what to check
+        console.print(f"[red]{exc.message}[/red]", highlight=False, soft_wrap=True)
+        return
     console.print(f"[red]{exc.code}: {exc.message}[/red]", highlight=False)
     if exc.details.get("field"):
         console.print(f"  field: {exc.details['field']}", highlight=False)

@@ -110,9 +110,7 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         success["content"] = {"application/json": {"schema": {"$ref": REF.format(model=name)}}}
     else:
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
-    statuses = set(endpoint.errors)
-    if endpoint.body or parameters or endpoint.auth:
-        statuses.add(400)
+    statuses = set(endpoint.errors) | {400}  # any request can be malformed (a NUL in a query parameter, ...)
     if endpoint.auth:
         statuses.add(401)
     responses: dict[str, Any] = {str(endpoint.status): success}

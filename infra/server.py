@@ -186,7 +186,13 @@ class LocalStack:
         self.prepare()
         log.info("i2v serving at %s/functions/v1/", self.base_url)
         try:
-            uvicorn.run(create_app(), host=self.host, port=self.port, log_level="warning")
+            uvicorn.run(
+                create_app(),
+                host=self.host,
+                port=self.port,
+                log_level="warning",
+                http="infra.http_protocol:JsonErrorH11Protocol",  # malformed HTTP answered in the JSON error shape
+            )
         finally:
             self.shutdown()
 
@@ -194,7 +200,12 @@ class LocalStack:
         """Serve on a background thread (tests, the demo); return the base URL once it answers."""
         self.prepare()
         config = uvicorn.Config(
-            create_app(), host=self.host, port=self.port, log_level="warning", lifespan="off"
+            create_app(),
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            http="infra.http_protocol:JsonErrorH11Protocol",  # malformed HTTP answered in the JSON error shape
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="i2v-http", daemon=True)

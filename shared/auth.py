@@ -1,8 +1,9 @@
 """Supabase access-token verification (PyJWT) and dev-token minting.
 
 Algorithms are allow-listed: HS256 with SUPABASE_JWT_SECRET (or the dev secret), ES256/RS256 with keys from
-SUPABASE_JWKS_URL chosen by ``kid``. Audience must be ``authenticated``, ``exp``/``iat``/``sub`` are required,
-the role must be ``authenticated`` and ``sub`` a UUID. Every failure is ``Unauthorized`` (401).
+SUPABASE_JWKS_URL chosen by ``kid`` (the key must be one for the token's algorithm). Audience must be
+``authenticated``, ``exp``/``iat``/``sub`` are required, the role must be ``authenticated`` and ``sub`` a UUID.
+Every failure is ``Unauthorized`` (401) saying why, with ``details.reason``.
 """
 
 from __future__ import annotations
@@ -35,20 +36,31 @@ class User:
 
 
 def verify_token(token: str, settings: Settings | None = None) -> User:
-    """Verify a Supabase access token and return its user, or raise ``Unauthorized``."""
+    """Verify a Supabase access token and return its user, or raise ``Unauthorized`` saying why.
+
+    ``details.reason`` names the failure (malformed, algorithm, unknown_key, expired, not_yet_valid, signature,
+    audience, issuer, missing_claim, role, subject); messages never carry a key or the token.
+    """
     import jwt
 
     settings = settings or get_settings()
     try:
         header = jwt.get_unverified_header(token)
-        alg = header.get("alg")
-        key: Any
-        if alg in _ASYMMETRIC and settings.supabase_jwks_url:
-            key = _jwks_client(settings.supabase_jwks_url).get_signing_key_from_jwt(token).key
-        elif alg == "HS256":
-            key = settings.jwt_secret()
-        else:
-            raise errors.Unauthorized("The token's signing algorithm is not accepted.")
+    except jwt.PyJWTError as exc:
+        raise _malformed() from exc
+    alg = header.get("alg")
+    key: Any
+    if alg in _ASYMMETRIC and settings.supabase_jwks_url:
+        key = _jwks_key(token, str(alg), settings.supabase_jwks_url)
+    elif alg == "HS256":
+        key = settings.jwt_secret()
+    else:
+        raise errors.Unauthorized(
+            f"The token's signing algorithm ({alg}) is not accepted; "
+            f"accepted: HS256{', ES256, RS256' if settings.supabase_jwks_url else ''}.",
+            reason="algorithm",
+        )
+    try:
         claims = jwt.decode(
             token,
             key,
@@ -59,19 +71,103 @@ def verify_token(token: str, settings: Settings | None = None) -> User:
             options={"require": ["exp", "iat", "sub", "aud"]},
         )
     except jwt.ExpiredSignatureError as exc:
-        raise errors.Unauthorized("The token has expired.") from exc
-    except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
-        raise errors.Unauthorized("The token is not valid.") from exc
+        raise errors.Unauthorized(
+            "The token has expired; sign in again for a new one.", reason="expired"
+        ) from exc
+    except jwt.ImmatureSignatureError as exc:
+        raise errors.Unauthorized(
+            "The token is not valid yet (its iat or nbf is in the future); check the clock.",
+            reason="not_yet_valid",
+        ) from exc
+    except jwt.InvalidSignatureError as exc:
+        raise _bad_signature(token, alg, settings) from exc
+    except jwt.InvalidAudienceError as exc:
+        raise errors.Unauthorized(
+            f"The token's audience (aud) is not {AUDIENCE!r}: it is not a user access token.",
+            reason="audience",
+        ) from exc
+    except jwt.InvalidIssuerError as exc:
+        raise errors.Unauthorized(
+            f"The token's issuer (iss) is not {settings.supabase_jwt_issuer!r}, the one this server accepts.",
+            reason="issuer",
+        ) from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise errors.Unauthorized(
+            f"The token has no {exc.claim!r} claim; an access token carries exp, iat, sub and aud.",
+            reason="missing_claim",
+        ) from exc
+    except jwt.DecodeError as exc:
+        raise _malformed() from exc
+    except jwt.PyJWTError as exc:
+        raise errors.Unauthorized("The token is not valid.", reason="invalid") from exc
     return _user_from_claims(claims)
+
+
+def _malformed() -> errors.Unauthorized:
+    return errors.Unauthorized(
+        "The token is malformed: a JWT is three base64url parts separated by dots.", reason="malformed"
+    )
+
+
+def _jwks_key(token: str, alg: str, url: str) -> Any:
+    """The public key of the JWKS entry named by the token's ``kid``, which must be a key for ``alg``."""
+    import jwt
+
+    try:
+        jwk = _jwks_client(url).get_signing_key_from_jwt(token)
+    except jwt.PyJWKClientConnectionError as exc:
+        raise errors.Unauthorized(
+            "The signing keys (SUPABASE_JWKS_URL) cannot be fetched right now; retry later.",
+            reason="unknown_key",
+        ) from exc
+    except jwt.PyJWKClientError as exc:
+        raise errors.Unauthorized(
+            "No signing key of this server has the token's kid: it was signed by another project, or the key "
+            "was rotated out.",
+            reason="unknown_key",
+        ) from exc
+    except jwt.PyJWTError as exc:
+        raise _malformed() from exc
+    if jwk.algorithm_name != alg:  # e.g. RS256 named with the kid of an EC key: never hand one to the other
+        raise errors.Unauthorized(
+            f"The token says {alg} but its kid names a {jwk.algorithm_name} key.", reason="algorithm"
+        )
+    return jwk.key
+
+
+def _bad_signature(token: str, alg: Any, settings: Settings) -> errors.Unauthorized:
+    """The 401 for a signature that does not verify; for a dev token checked against this server's own dev
+    secret, it says how to mint one that verifies (secrets are named, never shown)."""
+    import jwt
+
+    if alg == "HS256" and not settings.supabase_jwt_secret:
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            issuer = None
+        if issuer == (settings.supabase_jwt_issuer or DEV_ISSUER):
+            return errors.Unauthorized(
+                "The token was signed with another dev secret than this server's: it was minted under another "
+                "I2V_HOME. Mint it with `i2v dev-token` using the same I2V_HOME as the server "
+                "(its dev secret is the file I2V_HOME/dev-jwt-secret).",
+                reason="signature",
+            )
+    return errors.Unauthorized(
+        "The token's signature does not verify: it was not signed with this server's key.", reason="signature"
+    )
 
 
 def _user_from_claims(claims: dict[str, Any]) -> User:
     if claims.get("role") != "authenticated":
-        raise errors.Unauthorized("The token is not a user access token.")
+        raise errors.Unauthorized(
+            "The token is not a user access token (its role is not 'authenticated').", reason="role"
+        )
     try:
         user_id = uuid.UUID(str(claims["sub"]))
     except ValueError as exc:
-        raise errors.Unauthorized("The token's subject is not a user id.") from exc
+        raise errors.Unauthorized(
+            "The token's subject (sub) is not a user id (a UUID).", reason="subject"
+        ) from exc
     return User(id=user_id, email=claims.get("email") or None, is_anonymous=bool(claims.get("is_anonymous")))
 
 

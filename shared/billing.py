@@ -31,6 +31,7 @@ from shared import billing_events, errors
 from shared.auth import User
 from shared.db import get_db
 from shared.settings import get_settings
+from shared.web import json_body
 
 if TYPE_CHECKING:
     import requests
@@ -223,8 +224,9 @@ def _stripe_key(user: User, key: str, fingerprint: str) -> str:
 def _redirect_urls() -> tuple[str, str]:
     settings = get_settings()
     if not settings.checkout_success_url or not settings.checkout_cancel_url:
-        raise errors.ServiceUnavailable(
-            "Buying credits is not configured: set CHECKOUT_SUCCESS_URL and CHECKOUT_CANCEL_URL."
+        raise errors.NotConfigured(
+            "Buying credits is not configured: set CHECKOUT_SUCCESS_URL and CHECKOUT_CANCEL_URL.",
+            setting="CHECKOUT_SUCCESS_URL" if not settings.checkout_success_url else "CHECKOUT_CANCEL_URL",
         )
     return settings.checkout_success_url, settings.checkout_cancel_url
 
@@ -261,7 +263,9 @@ def _client() -> stripe.StripeClient:
     global _cached
     settings = get_settings()
     if not settings.stripe_secret_key:
-        raise errors.ServiceUnavailable("Buying credits is not configured: set STRIPE_SECRET_KEY.")
+        raise errors.NotConfigured(
+            "Buying credits is not configured: set STRIPE_SECRET_KEY.", setting="STRIPE_SECRET_KEY"
+        )
     config = (settings.stripe_secret_key, settings.stripe_api_base)
     with _client_lock:
         if _cached is None or _cached[0] != config:
@@ -297,8 +301,17 @@ def handle_webhook(raw_body: bytes, signature: str | None) -> WebhookAck:
     """Verify a Stripe webhook over its exact body, then apply the event once (one procedure call)."""
     secret = get_settings().stripe_webhook_secret
     if not secret:
-        raise errors.ServiceUnavailable("Stripe webhooks are not configured: set STRIPE_WEBHOOK_SECRET.")
-    event = billing_events.parse(verify_signature(raw_body, signature, secret))
+        raise errors.NotConfigured(
+            "Stripe webhooks are not configured: set STRIPE_WEBHOOK_SECRET.", setting="STRIPE_WEBHOOK_SECRET"
+        )
+    payload = verify_signature(raw_body, signature, secret)
+    try:  # bounded nesting, no NUL or unpaired surrogate, finite numbers
+        json_body(raw_body)
+    except errors.InvalidField as exc:
+        raise errors.BadRequest(
+            f"The webhook body is not a Stripe event: {exc.message}", field=exc.field
+        ) from exc
+    event = billing_events.parse(payload)
     data = billing_events.procedure_input(event, {p.id: p.credits for p in credit_packs().values()})
     if data is None:
         log.info("stripe event ignored", extra={"event_id": event.id, "type": event.type})

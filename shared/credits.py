@@ -22,3 +22,16 @@ def grant(user_id: UUID, amount: int, reason: str | None = None, ref: str | None
     """Append a grant (or, negative, a correction) to the ledger; return the new balance."""
     balance: int = get_db().call("grant_credits", user=user_id, amount=amount, reason=reason, ref=ref)
     return balance
+
+
+def how_to_add(user_id: UUID, needed: int) -> str:
+    """What a caller short of ``needed`` credits can do about it on this deployment (for a 402's message)."""
+    if get_settings().stripe_secret_key:
+        return (
+            "Buy credits: GET list-credit-packs, then POST create-checkout-session with a pack_id "
+            "and pay at its checkout_url."
+        )
+    return (
+        "This server sells no credits (Stripe is not configured); the operator adds them with "
+        f"`i2v credits grant {user_id} {max(needed, 1)}`."
+    )

@@ -27,6 +27,8 @@ The tree (HTTP status, stable ``code``)::
         ProviderUnavailable           503 provider_unavailable  (retryable)
           ProviderRateLimited         503 provider_rate_limited
       ServiceUnavailable              503 service_unavailable
+        NotConfigured                 503 service_unavailable   (details.setting: the variable to set; expected,
+                                                                 so logged as a warning without a traceback)
 
 Rendered as ``{"error": {"code", "message", "details", "request_id"}}``; ``details`` names the offending
 field and the allowed values where there are any. No tracebacks, SQL or secrets are ever rendered.
@@ -217,3 +219,10 @@ class ServiceUnavailable(I2VError):
 
     status = 503
     code = "service_unavailable"
+
+
+class NotConfigured(ServiceUnavailable):
+    """This deployment has not configured a feature the endpoint needs (an operator's choice, not a failure)."""
+
+    def __init__(self, message: str, *, setting: str, **details: Any) -> None:
+        super().__init__(message, setting=setting, **details)

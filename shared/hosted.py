@@ -8,7 +8,6 @@ recorded once (``record_provider_result``), mirrored under a lease (``claim_mirr
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from shared.providers.base import JobRequest
 from shared.providers.catalog import find_model
 from shared.providers.fal import FalProvider, get_fal
 from shared.settings import get_settings
+from shared.web import json_body
 
 log = logging.getLogger("i2v.hosted")
 _jwks: dict[str, FalJwks] = {}
@@ -49,10 +49,9 @@ def handle_fal_webhook(headers: dict[str, str], body: bytes, job_hint: UUID | No
         verify_fal_webhook(headers, body, _fal_jwks())
     except FalSignatureError as exc:
         raise errors.Unauthorized(f"The fal webhook signature is not valid: {exc}") from exc
-    try:
-        event = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.InvalidField("body", "The webhook body is not JSON.") from exc
+    event = json_body(body)  # bounded nesting, no NUL or unpaired surrogate, finite numbers (else 400)
+    if not isinstance(event, dict):
+        raise errors.InvalidField("body", "The webhook body is not a JSON object.")
     lowered = {k.lower(): v for k, v in headers.items()}
     request_id = str(event.get("request_id") or "")
     if not request_id or request_id != lowered.get("x-fal-webhook-request-id"):

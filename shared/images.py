@@ -8,7 +8,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from shared import errors
 from shared.settings import Settings
@@ -18,6 +18,13 @@ if TYPE_CHECKING:  # imported where used: most functions never decode or downloa
 
 CONTENT_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 _MAX_REDIRECTS = 3
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_REFUSED = (
+    ipaddress.IPv4Network("192.0.0.0/24"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("fec0::/10"),
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,19 @@ def check_upload(data: bytes, *, sha256: str, content_type: str, size: int, max_
     return info
 
 
+def split_url(url: str, field: str = "image_url") -> SplitResult:
+    """``urlsplit`` of a URL from a request, with its host and port checked: a 400 naming ``field`` when the URL
+    cannot be taken apart (a broken IPv6 literal, a port that is not a number from 1 to 65535)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", "Port could not be cast ..."
+        raise errors.InvalidField(field, f"The URL is malformed: {exc}.") from exc
+    if port == 0:
+        raise errors.InvalidField(field, "The URL is malformed: the port must be from 1 to 65535.")
+    return parts
+
+
 def check_public_url(
     url: str, settings: Settings, *, field: str = "image_url"
 ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -88,7 +108,7 @@ def check_public_url(
     Returns the addresses the host resolved to (all of them allowed), for the fetch to connect to; none when
     ALLOW_PRIVATE_IMAGE_URLS is set (nothing is checked, the name is looked up when connecting).
     """
-    parts = urlsplit(url)
+    parts = split_url(url, field)
     if parts.scheme != "https" or not parts.hostname:
         raise errors.InvalidField(field, "The image URL must be an https:// URL.", allowed=["https"])
     if parts.username or parts.password:
@@ -97,15 +117,47 @@ def check_public_url(
         return []
     addresses = _resolve(parts.hostname, parts.port or 443, field)
     for address in addresses:
-        if not address.is_global or address.is_multicast:
+        if not is_public_address(address):
             raise errors.InvalidField(field, "The image URL points at a private or reserved network address.")
     return addresses
 
 
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether an address is globally reachable unicast, including any IPv4 address an IPv6 one carries.
+
+    Beyond ``is_global``: the IPv4 address inside NAT64 (64:ff9b::/96), 6to4 (2002::/16) and Teredo (2001::/32)
+    addresses must be public too, since a gateway would forward to it; local-use NAT64 (64:ff9b:1::/48),
+    IPv4-compatible (::/96) and site-local (fec0::/10) addresses, and all of 192.0.0.0/24 (IETF protocol
+    assignments, some of which ``is_global`` accepts), are refused outright.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return is_public_address(address.ipv4_mapped)
+        embedded: list[ipaddress.IPv4Address] = []
+        if address in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.sixtofour is not None:
+            embedded.append(address.sixtofour)
+        if address.teredo is not None:
+            embedded.extend(address.teredo)
+        if not all(is_public_address(inner) for inner in embedded):
+            return False
+    if not address.is_global or address.is_multicast:
+        return False
+    return not any(address in network for network in _REFUSED if network.version == address.version)
+
+
 def _resolve(host: str, port: int, field: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:  # an IP literal needs no lookup
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        mapped = literal.ipv4_mapped if isinstance(literal, ipaddress.IPv6Address) else None
+        return [mapped or literal]
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
         raise errors.InvalidField(field, f"The image host {host!r} cannot be resolved.") from exc
     addresses = []
     for info in infos:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from shared import errors, images
+from shared import credits, errors, images
 from shared.auth import User
 from shared.db import get_db
 from shared.models import GenerateVideoRequest, VideoStatus
@@ -135,14 +135,14 @@ def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequ
 
         uploads.verify_upload(user, str(p.upload_sha))
         result = get_db().call("start_generation", **params)
-    outcome = _outcome(result)
+    outcome = _outcome(result, user.id)
     if result["outcome"] == "created":
         job = JobRequest(UUID(outcome.body["job_id"]), user.id, p.spec, req.prompt, req.image_url, p.settings)
         submit(job)
     return outcome
 
 
-def _outcome(result: dict[str, Any]) -> Outcome:
+def _outcome(result: dict[str, Any], user_id: UUID) -> Outcome:
     kind = result["outcome"]
     if kind in ("created", "replay"):
         return Outcome(int(result["status"]), result["body"], replayed=kind == "replay")
@@ -151,17 +151,17 @@ def _outcome(result: dict[str, Any]) -> Outcome:
     if kind == "in_progress":
         raise errors.IdempotencyInFlight()
     if kind == "insufficient":
-        if result.get("debt"):
+        balance, cost, debt = result["balance"], result["cost"], result.get("debt") or 0
+        hint = credits.how_to_add(user_id, debt + cost - balance)  # new credits pay the debt first
+        if debt:
             raise errors.InsufficientCredits(
-                f"The account owes {result['debt']} credits (a refunded purchase); buy credits to continue.",
-                balance=result["balance"],
-                cost=result["cost"],
-                debt=result["debt"],
+                f"The account owes {debt} credits (a refunded purchase); credits it receives pay that first. {hint}",
+                balance=balance,
+                cost=cost,
+                debt=debt,
             )
         raise errors.InsufficientCredits(
-            f"This video costs {result['cost']} credits; the balance is {result['balance']}.",
-            balance=result["balance"],
-            cost=result["cost"],
+            f"This video costs {cost} credits; the balance is {balance}. {hint}", balance=balance, cost=cost
         )
     if kind == "upload_missing":
         raise errors.InvalidField(
@@ -200,6 +200,7 @@ def _check_image(user: User, spec: ModelSpec, url: str | None) -> str | None:
         if spec.requires_image:
             raise errors.InvalidField("image_url", f"{spec.slug} needs an image_url.")
         return None
+    images.split_url(url)  # a URL that cannot be taken apart is a 400 before anything reads its parts
     key = get_storage().key_for_url(url)
     if key is None:
         images.check_public_url(url, get_settings())

@@ -238,7 +238,10 @@ class LocalStorage(Storage):
         return f"{self.base_url}/media/{key}"
 
     def key_for_url(self, url: str) -> str | None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. a broken IPv6 literal: not one of ours
+            return None
         prefix = urlsplit(self.base_url + "/media/")
         if (parts.scheme, parts.netloc) != (prefix.scheme, prefix.netloc) or not parts.path.startswith(
             prefix.path

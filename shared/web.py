@@ -19,6 +19,7 @@ import contextvars
 import importlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
@@ -46,6 +48,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: character prompt and a URL). A larger body is refused with 413 before it is read (by its Content-Length) or
 #: as soon as it passes the limit (chunked), so no request can make the server hold more than this.
 DEFAULT_MAX_BODY = 64 * 1024
+MAX_JSON_DEPTH = 64  # request bodies nest a few levels; deeper is refused before parsing
+_ESCAPE = re.compile(r"\\.", re.DOTALL)  # an escape inside a JSON string (removed first: it may be \\")
+_STRING = re.compile(r'"[^"]*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_NESTING = {"[": 1, "{": 1, "]": -1, "}": -1}
+_SCAN_CHUNK = 1 << 16
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SF_STRING = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:=+/-]{1,128}$")
 _LOC_KINDS = ("body", "query", "header", "path", "cookie")
@@ -202,12 +211,92 @@ def idempotency_key(raw: str | None) -> str:
     return key
 
 
-def json_body(raw: bytes) -> Any:
-    """Decode a JSON request body or raise a 400 naming the body."""
+def json_body(raw: bytes, field: str = "body") -> Any:
+    """Decode a JSON request body, or raise a 400 naming the body or the offending field.
+
+    Refused before parsing: nesting deeper than MAX_JSON_DEPTH (a cheap scan that skips string contents).
+    Refused after: NaN, Infinity and numbers too large for a float, and any string (object keys included)
+    Postgres text cannot hold or UTF-8 cannot encode: a NUL character or an unpaired surrogate.
+    """
+    if not raw:
+        return None
     try:
-        return json.loads(raw) if raw else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.InvalidField("body", "The request body is not valid JSON.") from exc
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    except UnicodeDecodeError as exc:
+        raise errors.InvalidField(field, "The request body is not valid JSON.") from exc
+    if json_too_deep(text):
+        raise errors.InvalidField(
+            field,
+            f"The request body is nested deeper than {MAX_JSON_DEPTH} levels.",
+            max_depth=MAX_JSON_DEPTH,
+        )
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:  # ValueError: an int of > 4300 digits
+        raise errors.InvalidField(field, "The request body is not valid JSON.") from exc
+    check_json_values(value, field)
+    return value
+
+
+def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the arrays and objects of a JSON text nest deeper than ``limit`` (string contents skipped).
+
+    Runs before parsing, in time linear in the text, without recursion: a body of thousands of ``[`` is refused
+    here instead of exhausting the parser's stack.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    bare = _NOT_BRACKET.sub("", _STRING.sub("", _ESCAPE.sub("", text)))
+    depth = 0
+    for start in range(0, len(bare), _SCAN_CHUNK):
+        steps = list(map(_NESTING.__getitem__, bare[start : start + _SCAN_CHUNK]))
+        if max(accumulate(steps, initial=depth)) > limit:
+            return True
+        depth += sum(steps)
+    return False
+
+
+def check_json_values(value: Any, field: str = "body", path: str = "") -> None:
+    """Refuse (400, naming the field path) strings and keys holding a NUL or an unpaired surrogate, and
+    non-finite numbers, anywhere in a decoded JSON value (whose depth was bounded first)."""
+    if isinstance(value, str):
+        _check_text(value, path or field)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise errors.InvalidField(path or field, f"{path or field}: numbers must be finite.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{_printable(key)}" if path else _printable(key)
+            _check_text(key, child)
+            check_json_values(item, field, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json_values(item, field, f"{path}.{index}" if path else str(index))
+
+
+def check_query(query: Mapping[str, str]) -> None:
+    """Refuse (400, naming the parameter) query parameters whose name or value holds a NUL character."""
+    for name, value in query.items():
+        _check_text(name, _printable(name))
+        _check_text(value, _printable(name))
+
+
+def _check_text(text: str, field: str) -> None:
+    if "\x00" in text:
+        raise errors.InvalidField(field, f"{field}: text must not contain a NUL (\\u0000) character.")
+    if _SURROGATE.search(text):
+        raise errors.InvalidField(
+            field, f"{field}: text must not contain an unpaired surrogate (\\ud800-\\udfff)."
+        )
+
+
+def _printable(name: str) -> str:
+    """A name as it can be shown in a field path (NUL and surrogates written as escapes)."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", name.replace("\x00", "\\u0000"))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def parse_body(model: Any, body: Any) -> Any:
@@ -365,6 +454,7 @@ def _run(endpoint: Endpoint, call: Call) -> Any:
         call.idempotency_key = idempotency_key(call.headers.get("idempotency-key"))
     elif endpoint.idempotency_key == "optional" and "idempotency-key" in call.headers:
         call.idempotency_key = idempotency_key(call.headers["idempotency-key"])
+    check_query(call.query)
     call.args = {p.name: p.parse(call.query.get(p.name)) for p in endpoint.params}
     if endpoint.body is not None:
         call.data = parse_body(load_model(endpoint.body), json_body(call.raw_body))
@@ -375,7 +465,18 @@ def error_response(exc: Exception, request_id: str, path: str) -> Response:
     """Render an error in the one JSON shape: an i2v error as it is, anything else as a 500 (5xx are logged
     with their cause)."""
     err = exc if isinstance(exc, errors.I2VError) else _wrap(exc)
-    if err.status >= 500:
+    if isinstance(err, errors.NotConfigured):  # the deployment's choice (e.g. no Stripe): no failure to trace
+        log.warning(
+            "feature not configured: %s",
+            err.message,
+            extra={
+                "request_id": request_id,
+                "code": err.code,
+                "path": path,
+                "setting": err.details["setting"],
+            },
+        )
+    elif err.status >= 500:
         log.error(
             "request failed",
             extra={"request_id": request_id, "code": err.code, "path": path},

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -141,13 +142,10 @@ def test_wrong_issuer_is_refused_when_configured() -> None:
         verify_token(SUPABASE_VECTOR_TOKEN, settings)
 
 
-@pytest.fixture
-def jwks_server() -> Iterator[tuple[str, ec.EllipticCurvePrivateKey]]:
-    """A local HTTP server publishing one ES256 key as a JWKS."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-    jwk.update(kid="test-kid", alg="ES256", use="sig")
-    payload = json.dumps({"keys": [jwk]}).encode()
+@contextmanager
+def serve_jwks(document: dict[str, Any]) -> Iterator[str]:
+    """A local HTTP server publishing ``document`` as a JWKS; yields its URL."""
+    payload = json.dumps(document).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -162,9 +160,21 @@ def jwks_server() -> Iterator[tuple[str, ec.EllipticCurvePrivateKey]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/auth/v1/.well-known/jwks.json", key
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/auth/v1/.well-known/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[tuple[str, ec.EllipticCurvePrivateKey]]:
+    """A local HTTP server publishing one ES256 key as a JWKS."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="test-kid", alg="ES256", use="sig")
+    with serve_jwks({"keys": [jwk]}) as url:
+        yield url, key
 
 
 def test_es256_token_verifies_from_jwks(jwks_server: tuple[str, ec.EllipticCurvePrivateKey]) -> None:
