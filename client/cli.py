@@ -58,12 +58,21 @@ def _database_unmigrated() -> Iterator[Database]:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="HTTP worker processes sharing the port (the local engine runs in one of them)."
+        ),
+    ] = 1,
 ) -> None:
-    """Run every function on one HTTP server (applies migrations; embedded Postgres unless DATABASE_URL)."""
+    """Run every function on one HTTP server (applies migrations; embedded Postgres unless DATABASE_URL).
+
+    SIGINT (Ctrl-C) or SIGTERM stops it cleanly: requests in flight finish, the workers stop, then Postgres.
+    """
     from infra.server import LocalStack
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    stack = LocalStack(host=host, port=port)
+    stack = LocalStack(host=host, port=port, workers=workers)
     console.print(f"i2v: serving http://{host}:{port}/functions/v1/ (Ctrl-C stops)")
     stack.serve()
 

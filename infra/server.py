@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import uvicorn
@@ -33,7 +36,7 @@ from functions import (
     stripe_webhook,
 )
 from infra.upload_route import UploadRoute
-from shared import billing, errors, hosted, logs, storage
+from shared import billing, errors, hosted, jobs, logs, storage
 from shared import db as dbmod
 from shared.migrations import migrate, sync_models
 from shared.providers.local import get_local_engine
@@ -130,20 +133,35 @@ def create_app() -> App:
 
 
 class LocalStack:
-    """Database (embedded unless DATABASE_URL), migrations, storage, engine workers and the HTTP server."""
+    """Database (embedded unless DATABASE_URL), migrations, storage, engine workers and the HTTP server.
 
-    def __init__(self, settings: Settings | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    With ``workers`` > 1, :meth:`serve` runs that many HTTP worker processes on one listening socket; this
+    process owns Postgres and the migrations, worker 0 runs the local engine and housekeeping, and the others
+    hand local-engine jobs and cancels to it (see shared.providers.local).
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, *, host: str = "127.0.0.1", port: int = 0, workers: int = 1
+    ) -> None:
         self.settings = settings or get_settings()
         self.host = host
         self.port = port or free_port(host)
         self.base_url = f"http://{host}:{self.port}"
+        self.workers = max(1, workers)
         self.embedded: Any = None
+        self.database_url = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._housekeeper: threading.Thread | None = None
         self._stop = threading.Event()
 
     def prepare(self) -> None:
         """Start (or connect to) Postgres, apply migrations, configure storage and start the engine."""
+        self.prepare_database()
+        self.prepare_worker(engine=True)
+
+    def prepare_database(self) -> str:
+        """Start (or connect to) Postgres, apply migrations, sync the catalog, clear dead jobs' scratch space."""
         logs.configure(self.settings.log_level)
         url = self.settings.database_url
         if not url:
@@ -151,21 +169,42 @@ class LocalStack:
 
             self.embedded = EmbeddedPostgres(self.settings.home / "pgdata")
             url = self.embedded.url
-        database = dbmod.configure(
+        database = self._connect(url)
+        applied = migrate(database)
+        if applied:
+            log.info("migrations applied: %s", ", ".join(applied))
+        sync_models(database)
+        removed = jobs.remove_stale_work_dirs()
+        if removed:
+            log.info("removed %d scratch directories of jobs no longer running", removed)
+        self.database_url = url
+        return url
+
+    def _connect(self, url: str) -> dbmod.Database:
+        return dbmod.configure(
             url,
             max_size=self.settings.db_pool_size,
             statement_timeout_ms=self.settings.db_statement_timeout_ms,
             transaction_pooler=self.settings.uses_transaction_pooler(),
         )
-        applied = migrate(database)
-        if applied:
-            log.info("migrations applied: %s", ", ".join(applied))
-        sync_models(database)
+
+    def prepare_worker(
+        self, *, engine: bool, inbox: socket.socket | None = None, channel: socket.socket | None = None
+    ) -> None:
+        """Configure storage; with ``engine``, start the local engine and housekeeping here, else reach the
+        engine through ``channel`` (when given)."""
         set_runtime_base_url(self.base_url)
         storage.configure(self.settings)
         if self.settings.local_engine:
-            get_local_engine().start(self.settings.local_engine_workers)
-        threading.Thread(target=self._housekeeping, name="i2v-housekeeping", daemon=True).start()
+            if engine:
+                get_local_engine().start(self.settings.local_engine_workers, inbox=inbox)
+            elif channel is not None:
+                get_local_engine().connect(channel)
+        if engine:
+            self._housekeeper = threading.Thread(
+                target=self._housekeeping, name="i2v-housekeeping", daemon=True
+            )
+            self._housekeeper.start()
 
     def _housekeeping(self) -> None:
         """Reconcile hosted jobs every RECONCILE_INTERVAL_S; purge expired idempotency keys and old Stripe event
@@ -182,33 +221,100 @@ class LocalStack:
                 log.warning("housekeeping failed: %s", exc.message)
 
     def serve(self) -> None:
-        """Serve in the foreground until interrupted."""
-        self.prepare()
-        log.info("i2v serving at %s/functions/v1/", self.base_url)
-        try:
-            uvicorn.run(
-                create_app(),
-                host=self.host,
-                port=self.port,
-                log_level="warning",
-                http="infra.http_protocol:JsonErrorH11Protocol",  # malformed HTTP answered in the JSON error shape
-            )
-        finally:
-            self.shutdown()
+        """Serve in the foreground until SIGINT or SIGTERM, then shut down: requests in flight finish (within
+        SHUTDOWN_GRACE_S), workers and the engine stop, Postgres stops last."""
+        with _StopSignals() as stop:
+            try:
+                if self.workers == 1:
+                    self.start_background()
+                    log.info("i2v serving at %s/functions/v1/", self.base_url)
+                    assert self._thread is not None
+                    while not stop.wait(0.5) and self._thread.is_alive():
+                        pass
+                else:
+                    self._serve_workers(stop)
+                if stop.received:
+                    log.info("stopping on %s", stop.received)
+            finally:
+                self.shutdown()
 
-    def start_background(self) -> str:
-        """Serve on a background thread (tests, the demo); return the base URL once it answers."""
-        self.prepare()
+    def _serve_workers(self, stop: _StopSignals) -> None:
+        """Run ``workers`` HTTP worker processes on one socket until ``stop``; restart any that dies."""
+        import multiprocessing
+
+        url = self.prepare_database()
+        dbmod.get_db().close()  # the workers have their own pools; this process only owns the server
+        listener = socket.create_server((self.host, self.port), backlog=2048)
+        listener.set_inheritable(True)
+        inbox, channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        context = multiprocessing.get_context("spawn")
+
+        def spawn(index: int) -> Any:
+            spec = _WorkerSpec(index, self.host, self.port, self.base_url, url, os.getpid())
+            process = context.Process(
+                target=_worker_main,
+                args=(spec, listener, inbox if index == 0 else channel),
+                name=f"i2v-worker-{index}",
+            )
+            process.start()
+            return process
+
+        processes = {index: spawn(index) for index in range(self.workers)}
+        restart_at: dict[int, float] = {}
+        backoff: dict[int, float] = {}
+        log.info("i2v serving at %s/functions/v1/ with %d workers", self.base_url, self.workers)
+        try:
+            while not stop.wait(0.5):
+                for index, process in list(processes.items()):
+                    if process.is_alive():
+                        continue
+                    now = time.monotonic()
+                    if index not in restart_at:
+                        delay = backoff[index] = min(30.0, backoff.get(index, 0.5) * 2)
+                        restart_at[index] = now + delay
+                        log.warning(
+                            "worker %d exited with status %s; restarting in %.0f s",
+                            index,
+                            process.exitcode,
+                            delay,
+                        )
+                    elif now >= restart_at.pop(index):
+                        processes[index] = spawn(index)
+        finally:
+            for process in processes.values():
+                if process.is_alive() and process.pid is not None:
+                    os.kill(process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + SHUTDOWN_GRACE_S + 15
+            for process in processes.values():
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    log.warning("worker %s did not stop in time; killing it", process.name)
+                    process.kill()
+                    process.join(5)
+            listener.close()
+            inbox.close()
+            channel.close()
+
+    def _uvicorn_server(self) -> uvicorn.Server:
         config = uvicorn.Config(
             create_app(),
             host=self.host,
             port=self.port,
             log_level="warning",
             lifespan="off",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             http="infra.http_protocol:JsonErrorH11Protocol",  # malformed HTTP answered in the JSON error shape
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="i2v-http", daemon=True)
+        return uvicorn.Server(config)
+
+    def start_background(self, sockets: list[socket.socket] | None = None, *, prepared: bool = False) -> str:
+        """Serve on a background thread (tests, the demo, each worker); return the base URL once it answers."""
+        if not prepared:
+            self.prepare()
+        self._server = self._uvicorn_server()
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": sockets}, name="i2v-http", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + 20
         while not self._server.started:
@@ -218,18 +324,88 @@ class LocalStack:
         return self.base_url
 
     def shutdown(self) -> None:
-        """Stop the HTTP server, the engine, the pool and the embedded database."""
+        """Stop the HTTP server (requests in flight finish), the engine, housekeeping, the pool and, last, the
+        embedded database."""
         self._stop.set()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
-            self._thread.join(10)
+            self._thread.join(SHUTDOWN_GRACE_S + 5)
         get_local_engine().stop()
+        if self._housekeeper is not None:
+            self._housekeeper.join(10)
         billing.close()
         with contextlib.suppress(errors.I2VError):
             dbmod.get_db().close()
         if self.embedded is not None:
             self.embedded.stop()
+            self.embedded = None
+
+
+#: How long requests in flight may take to finish once the server is asked to stop.
+SHUTDOWN_GRACE_S = 10
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM ask for a clean stop (an event to wait on) instead of ending the process at once."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._previous: dict[int, Any] = {}
+        self.received = ""
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = self.received or signal.Signals(signum).name
+        self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        """True once a stop was asked for (waits up to ``timeout``)."""
+        return self._event.wait(timeout)
+
+
+@dataclass(frozen=True)
+class _WorkerSpec:
+    """What a worker process needs to serve: its index (0 runs the engine), where to listen, the database."""
+
+    index: int
+    host: str
+    port: int
+    base_url: str
+    database_url: str
+    parent_pid: int
+
+
+def _worker_main(spec: _WorkerSpec, listener: socket.socket, engine_socket: socket.socket) -> None:
+    """One HTTP worker process: serve on the shared socket until SIGTERM (or the parent is gone), then stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    with _StopSignals() as stop:
+        stack = LocalStack(host=spec.host, port=spec.port)
+        stack.base_url = spec.base_url
+        logs.configure(stack.settings.log_level)
+        stack._connect(spec.database_url)
+        engine = spec.index == 0
+        try:
+            stack.prepare_worker(
+                engine=engine,
+                inbox=engine_socket if engine else None,
+                channel=None if engine else engine_socket,
+            )
+            stack.start_background([listener], prepared=True)
+            assert stack._thread is not None
+            while not stop.wait(0.5) and stack._thread.is_alive() and os.getppid() == spec.parent_pid:
+                pass
+        finally:
+            stack.shutdown()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -38,6 +38,8 @@ _JOB_TRANSITIONS = frozenset(
         "mark_submitted",
         "mark_submit_unknown",
         "mark_processing",
+        "claim_engine_job",
+        "begin_engine_completion",
         "record_provider_status",
         "record_provider_result",
         "claim_mirror",

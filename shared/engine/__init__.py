@@ -6,6 +6,6 @@ prompt. It stands in for hosted video models when there are no API keys and no n
 """
 
 from shared.engine.motion import MotionPlan, plan_motion
-from shared.engine.render import ImageDecodeError, RenderResult, render_video
+from shared.engine.render import ImageDecodeError, RenderResult, RenderStopped, render_video
 
-__all__ = ["ImageDecodeError", "MotionPlan", "RenderResult", "plan_motion", "render_video"]
+__all__ = ["ImageDecodeError", "MotionPlan", "RenderResult", "RenderStopped", "plan_motion", "render_video"]

@@ -54,6 +54,15 @@ class ImageDecodeError(ValueError):
     """The bytes are not an image this engine can decode, or the image is too large."""
 
 
+class RenderStopped(Exception):
+    """The render was asked to stop (``should_stop``) before it finished; nothing was written."""
+
+    def __init__(self, frame: int, frames: int) -> None:
+        super().__init__(f"stopped at frame {frame} of {frames}")
+        self.frame = frame
+        self.frames = frames
+
+
 @dataclass(frozen=True)
 class RenderResult:
     """What :func:`render_video` wrote: output size, frame rate, frame count, duration and motion name."""
@@ -212,12 +221,15 @@ def render_video(
     out_path: Path,
     thumb_path: Path,
     progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     seed: int = 0,
 ) -> RenderResult:
     """Render ``image`` with the camera move ``prompt`` asks for to ``out_path`` (MP4) and ``thumb_path``.
 
     Writes exactly ``duration * fps`` frames of H.264 (yuv420p, CRF 20, faststart) and a JPEG of the middle
     frame. Both files appear atomically. ``progress`` is called with the fraction done every few frames.
+    ``should_stop`` is asked before every frame; when it answers true the render stops, its partial files are
+    deleted and :class:`RenderStopped` is raised.
     Raises :class:`ImageDecodeError` for undecodable or oversized images and ``ValueError`` for bad options.
     """
     _check_args(duration, fps)
@@ -232,7 +244,7 @@ def render_video(
     thumb_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_video, tmp_thumb = _temp_path(out_path), _temp_path(thumb_path)
     try:
-        thumb = _encode(source, plan, total, fps, (width, height), tmp_video, progress)
+        thumb = _encode(source, plan, total, fps, (width, height), tmp_video, progress, should_stop)
         ok, jpeg = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
         if not ok:
             raise RuntimeError("could not encode the thumbnail")
@@ -255,6 +267,7 @@ def _encode(
     size: tuple[int, int],
     path: Path,
     progress: Callable[[float], None] | None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Frame:
     """Render and encode ``total`` frames to ``path``; returns the middle frame (BGR) for the thumbnail."""
     middle = total // 2
@@ -270,6 +283,8 @@ def _encode(
         codec.colorspace = _AVCOL_SPC_SMPTE170M
         codec.color_range = _AVCOL_RANGE_MPEG
         for index in range(total):
+            if should_stop is not None and should_stop():
+                raise RenderStopped(index, total)
             bgr = render_frame(source, plan, index, total, fps, size)
             if index == middle:
                 thumb = bgr
