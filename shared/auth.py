@@ -118,7 +118,7 @@ def _jwks_key(token: str, alg: str, url: str) -> Any:
     except jwt.PyJWKClientConnectionError as exc:
         raise errors.Unauthorized(
             "The signing keys (SUPABASE_JWKS_URL) cannot be fetched right now; retry later.",
-            reason="unknown_key",
+            reason="keys_unavailable",
         ) from exc
     except jwt.PyJWKClientError as exc:
         raise errors.Unauthorized(
