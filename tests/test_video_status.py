@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 import uuid
@@ -129,10 +130,14 @@ def test_progress_is_reported_while_rendering(caller: Caller) -> None:
 
 
 def test_undecodable_upload_fails_and_refunds(caller: Caller, db: Database) -> None:
-    """An image that cannot be decoded is refused at the first use of the upload, before any charge."""
+    """An image that cannot be decoded is refused by its upload PUT; using its URL then is 400, before any charge."""
     caller.grant(10)
-    url = caller.upload(data=b"\xff\xd8\xff" + b"not really a jpeg" * 10)
-    resp = caller.generate(model_id="local-motion", image_url=url, settings={"duration": 1})
+    data = b"\xff\xd8\xff" + b"not really a jpeg" * 10
+    body = {"content_type": "image/jpeg", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    target = caller.http.post("/functions/v1/create-upload-url", json=body).json()
+    put = httpx.put(target["upload_url"], content=data, headers=target["upload_headers"])
+    assert put.status_code == 400 and put.json()["error"]["details"]["field"] == "content_type"
+    resp = caller.generate(model_id="local-motion", image_url=target["image_url"], settings={"duration": 1})
     assert resp.status_code == 400
     assert resp.json()["error"]["details"]["field"] == "image_url"
     assert caller.balance() == 10
