@@ -32,11 +32,22 @@ def api_error(console: Console, exc: ApiError) -> None:
 def models(out: Console, items: list[dict[str, Any]]) -> None:
     """The model catalog as a table."""
     table = Table(title="i2v models")
-    for column in ("model", "available", "resolutions", "aspect ratios", "durations (s)", "defaults"):
-        table.add_column(column)
+    for column in (
+        "model",
+        "credits",
+        "available",
+        "resolutions",
+        "aspect ratios",
+        "durations (s)",
+        "defaults",
+    ):
+        table.add_column(column, overflow="fold")
     for m in items:
+        price = m.get("price") or {}
+        low, high = price.get("min"), price.get("max")
         table.add_row(
             m["slug"],
+            "" if low is None else (str(low) if low == high else f"{low}–{high}"),
             "yes" if m["available"] else f"no: {m.get('unavailable_reason') or ''}",
             ", ".join(m["resolutions"]),
             ", ".join(m["aspect_ratios"]),

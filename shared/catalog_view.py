@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 from shared.models import ModelInfo, ModelList
 from shared.providers.catalog import ModelSpec, all_models
 from shared.providers.registry import unavailable_reason
@@ -12,9 +15,6 @@ def model_info(spec: ModelSpec) -> ModelInfo:
     reason = spec.unavailable_reason if not spec.available else unavailable_reason(spec.provider)
     if not spec.available and not reason:
         reason = "switched off in the catalog"
-    price = spec.price.model_dump(exclude_defaults=True)
-    price["unit"] = "credits"
-    price["rule"] = "ceil((base + per_second * duration) * resolution_multiplier)"
     return ModelInfo(
         id=spec.id,
         slug=spec.slug,
@@ -29,9 +29,37 @@ def model_info(spec: ModelSpec) -> ModelInfo:
         durations=spec.durations,
         defaults=spec.defaults,
         extra_options=sorted(spec.extra_options),
-        price=price,
+        price=price_table(spec),
         notes=spec.notes,
     )
+
+
+def price_table(spec: ModelSpec) -> dict[str, Any]:
+    """The credits each combination of priced settings costs, computed by the code that charges.
+
+    Every resolution x duration is listed with the other settings at their defaults; an option that changes the
+    price (e.g. ``generate_audio`` on Veo) adds rows for each of its priced values.
+    """
+    from shared.jobs import price, resolve_settings
+
+    option_values: list[list[tuple[str, Any] | None]] = [
+        [None, *((name, _option_value(value)) for value in table)]
+        for name, table in spec.price.option_multiplier.items()
+    ]
+    rows: list[dict[str, Any]] = []
+    for resolution, duration in itertools.product(spec.resolutions, spec.durations):
+        for options in itertools.product(*option_values):
+            chosen = {"resolution": resolution, "duration": duration}
+            chosen.update(dict(o for o in options if o is not None))
+            credits = price(spec, resolve_settings(spec, chosen))
+            rows.append({**chosen, "credits": credits})
+    credits = [row["credits"] for row in rows]
+    return {"unit": "credits", "min": min(credits), "max": max(credits), "by_settings": rows}
+
+
+def _option_value(raw: str) -> Any:
+    """An option-multiplier key ("false", "true", "pro") as the value a request sends."""
+    return {"true": True, "false": False}.get(raw, raw)
 
 
 def model_list() -> ModelList:

@@ -103,11 +103,15 @@ def prepare(user: User, req: GenerateVideoRequest) -> Prepared:
     check_model(spec)
     resolved = resolve_settings(spec, req.settings.model_dump(exclude_none=True))
     upload_sha = _check_image(user, spec, req.image_url)
+    return Prepared(spec, get_provider(spec.provider), resolved, price(spec, resolved), upload_sha)
+
+
+def price(spec: ModelSpec, resolved: dict[str, Any]) -> int:
+    """The credits a video with these resolved settings is charged (also what list-models publishes)."""
     settings = get_settings()
-    cost = spec.price.credits(
+    return spec.price.credits(
         resolved, credits_per_usd=settings.credits_per_usd, margin=settings.credit_margin
     )
-    return Prepared(spec, get_provider(spec.provider), resolved, cost, upload_sha)
 
 
 def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequest) -> Outcome:
