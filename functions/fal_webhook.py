@@ -23,7 +23,7 @@ endpoint = Endpoint(
     tags=("webhooks",),
     auth=False,
     params=(Param("job_id", "uuid", description="the job this completion belongs to (set at submission)"),),
-    errors=(401,),
+    errors=(400,),
     max_body=1024 * 1024,  # provider events: larger than API bodies, still bounded before verification
 )
 handler = lambda_handler(endpoint)

@@ -49,12 +49,11 @@ def price_table(spec: ModelSpec) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for resolution, duration in itertools.product(spec.resolutions, spec.durations):
         for options in itertools.product(*option_values):
-            chosen = {"resolution": resolution, "duration": duration}
+            chosen: dict[str, Any] = {"resolution": resolution, "duration": duration}
             chosen.update(dict(o for o in options if o is not None))
-            credits = price(spec, resolve_settings(spec, chosen))
-            rows.append({**chosen, "credits": credits})
-    credits = [row["credits"] for row in rows]
-    return {"unit": "credits", "min": min(credits), "max": max(credits), "by_settings": rows}
+            rows.append({**chosen, "credits": price(spec, resolve_settings(spec, chosen))})
+    amounts = [int(row["credits"]) for row in rows]
+    return {"unit": "credits", "min": min(amounts), "max": max(amounts), "by_settings": rows}
 
 
 def _option_value(raw: str) -> Any:

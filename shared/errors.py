@@ -26,6 +26,8 @@ The tree (HTTP status, stable ``code``)::
         ProviderJobFailed             502 provider_job_failed   (terminal: the job fails and is refunded)
         ProviderUnavailable           503 provider_unavailable  (retryable)
           ProviderRateLimited         503 provider_rate_limited
+          SubmitOutcomeUnknown        503 provider_submit_unknown (never resubmitted: webhook or reconciler settles)
+          MirrorError                 503 mirror_failed         (the provider's video could not be copied this time)
       ServiceUnavailable              503 service_unavailable
         NotConfigured                 503 service_unavailable   (details.setting: the variable to set; expected,
                                                                  so logged as a warning without a traceback)
@@ -212,6 +214,18 @@ class ProviderRateLimited(ProviderUnavailable):
     """The video provider is rate limiting us."""
 
     code = "provider_rate_limited"
+
+
+class SubmitOutcomeUnknown(ProviderUnavailable):
+    """The submission may or may not have reached the provider."""
+
+    code = "provider_submit_unknown"
+
+
+class MirrorError(ProviderUnavailable):
+    """The provider's video could not be copied this time."""
+
+    code = "mirror_failed"
 
 
 class ServiceUnavailable(I2VError):

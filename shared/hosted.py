@@ -48,7 +48,7 @@ def handle_fal_webhook(headers: dict[str, str], body: bytes, job_hint: UUID | No
     try:
         verify_fal_webhook(headers, body, _fal_jwks())
     except FalSignatureError as exc:
-        raise errors.Unauthorized(f"The fal webhook signature is not valid: {exc}") from exc
+        raise errors.InvalidSignature(f"The fal webhook signature is not valid: {exc}") from exc
     event = json_body(body)  # bounded nesting, no NUL or unpaired surrogate, finite numbers (else 400)
     if not isinstance(event, dict):
         raise errors.InvalidField("body", "The webhook body is not a JSON object.")

@@ -182,12 +182,10 @@ def submit(job: JobRequest) -> str:
     A definite refusal fails the job and refunds it; an unknown outcome (the request may have reached the
     provider) is recorded and left to the webhook or the reconciler's deadline, never resubmitted.
     """
-    from shared.providers._http import SubmitOutcomeUnknown
-
     provider = get_provider(job.model.provider)
     try:
         sub = provider.submit(job)
-    except SubmitOutcomeUnknown as exc:
+    except errors.SubmitOutcomeUnknown as exc:
         log.warning("submission outcome unknown", extra={"job_id": str(job.job_id), "error": exc.message})
         get_db().call("mark_submit_unknown", job=job.job_id)
         return "unknown"

@@ -30,12 +30,6 @@ _CHUNK = 1 << 20
 _VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
 
 
-class MirrorError(errors.ProviderUnavailable):
-    """The provider's video could not be copied this time."""
-
-    code = "mirror_failed"
-
-
 def download(url: str, dest: Path, *, max_bytes: int, client: httpx.Client | None = None) -> int:
     """Stream ``url`` into ``dest`` (bounded memory); refuse non-video content, oversize and truncated bodies."""
     own = client or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
@@ -43,28 +37,30 @@ def download(url: str, dest: Path, *, max_bytes: int, client: httpx.Client | Non
     try:
         with own.stream("GET", url) as resp:
             if resp.status_code != 200:
-                raise MirrorError(f"The provider's video answered HTTP {resp.status_code}.")
+                raise errors.MirrorError(f"The provider's video answered HTTP {resp.status_code}.")
             content_type = resp.headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type and not content_type.startswith(_VIDEO_TYPES):
-                raise MirrorError(f"The provider's file is {content_type}, not a video.")
+                raise errors.MirrorError(f"The provider's file is {content_type}, not a video.")
             declared = resp.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise MirrorError(f"The provider's video is larger than {max_bytes} bytes.")
+                raise errors.MirrorError(f"The provider's video is larger than {max_bytes} bytes.")
             with dest.open("wb") as out:
                 for chunk in resp.iter_raw(_CHUNK):
                     written += len(chunk)
                     if written > max_bytes:
-                        raise MirrorError(f"The provider's video is larger than {max_bytes} bytes.")
+                        raise errors.MirrorError(f"The provider's video is larger than {max_bytes} bytes.")
                     out.write(chunk)
             if declared and declared.isdigit() and written != int(declared):
-                raise MirrorError(f"The provider's video was cut short ({written} of {declared} bytes).")
+                raise errors.MirrorError(
+                    f"The provider's video was cut short ({written} of {declared} bytes)."
+                )
     except httpx.HTTPError as exc:
-        raise MirrorError(f"Downloading the provider's video failed: {type(exc).__name__}.") from exc
+        raise errors.MirrorError(f"Downloading the provider's video failed: {type(exc).__name__}.") from exc
     finally:
         if client is None:
             own.close()
     if written == 0:
-        raise MirrorError("The provider's video is empty.")
+        raise errors.MirrorError("The provider's video is empty.")
     return written
 
 
@@ -148,7 +144,7 @@ def mirror_job(job_id: UUID) -> bool:
             )
         log.info("mirrored", extra={"job_id": str(job_id), "bytes": size})
         return done
-    except MirrorError as exc:
+    except errors.MirrorError as exc:
         db.call("release_mirror", job=job_id)
         attempts = int(db.call("mirror_attempts", job=job_id) or 0)
         log.warning(

@@ -255,13 +255,13 @@ def test_fal_webhook_base64_body_verifies_and_completes_the_job(
 
 
 def test_fal_webhook_with_changed_bytes_is_refused(caller: Caller, db: Database, fal: FalEmulator) -> None:
-    """The same JSON re-serialised (other bytes) fails the Ed25519 check: 401, and the job is untouched."""
+    """The same JSON re-serialised (other bytes) fails the Ed25519 check: 400, and the job is untouched."""
     job_id, request_id = _fal_job(caller, db, fal)
     signed = fal.build_webhook(request_id)
     reserialised = json.dumps(json.loads(signed.body), separators=(",", ":")).encode()
     response = invoke(fal_webhook.handler, _webhook_event(job_id, signed.headers, reserialised))
-    assert response["statusCode"] == 401
-    assert json_body(response)["error"]["code"] == "unauthorized"
+    assert response["statusCode"] == 400
+    assert json_body(response)["error"]["code"] == "invalid_signature"
     job = db.call("job_for_provider", job=uuid.UUID(job_id))
     assert job["status"] in ("pending", "processing")
 

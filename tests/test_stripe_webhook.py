@@ -18,7 +18,7 @@ from tests.billing_support import (
     shop_fixture,  # noqa: F401  (fixture)
     stripe_server_fixture,  # noqa: F401  (fixture)
 )
-from tests.conftest import Caller
+from tests.conftest import Caller, configured
 from tests.emulators.stripe import SignedDelivery, prepare_delivery, send, sign
 
 
@@ -253,3 +253,18 @@ def test_purge_refuses_a_window_shorter_than_stripes_retention(db: Database) -> 
     """Keeping fewer than 30 days could forget ids Stripe may still deliver: the procedure refuses."""
     with pytest.raises(errors.BadRequest):
         db.call("purge_stripe_events", keep_days=3)
+
+
+def test_bad_signatures_answer_one_code_for_every_provider(stack: str) -> None:
+    """A bad fal signature and a bad Stripe signature answer the same status and error code."""
+    with configured(STRIPE_WEBHOOK_SECRET="whsec_test_secret"):
+        stripe_resp = httpx.post(
+            f"{stack}/functions/v1/stripe-webhook", content=b"{}", headers={"Stripe-Signature": "t=1,v1=00"}
+        )
+    fal_resp = httpx.post(
+        f"{stack}/functions/v1/fal-webhook",
+        content=b"{}",
+        headers={"X-Fal-Webhook-Signature": "00", "X-Fal-Webhook-Timestamp": "1"},
+    )
+    codes = {(r.status_code, r.json()["error"]["code"]) for r in (stripe_resp, fal_resp)}
+    assert codes == {(400, "invalid_signature")}

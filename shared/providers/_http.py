@@ -21,12 +21,6 @@ from shared.settings import get_settings
 _RETRY_AFTER_CAP_S = 10.0
 
 
-class SubmitOutcomeUnknown(errors.ProviderUnavailable):
-    """The submission may or may not have reached the provider."""
-
-    code = "provider_submit_unknown"
-
-
 class _Transient(Exception):
     """A failure worth retrying (mapped to ProviderUnavailable once retries are exhausted)."""
 
@@ -145,7 +139,7 @@ def _once(
     except (httpx.TimeoutException, httpx.TransportError) as exc:
         cb.record(False)
         if not idempotent:
-            raise SubmitOutcomeUnknown(
+            raise errors.SubmitOutcomeUnknown(
                 f"{provider} did not answer in time; the outcome is unknown.", provider=provider
             ) from exc
         raise _Transient(
