@@ -244,8 +244,7 @@ class LocalStack:
 
         url = self.prepare_database()
         dbmod.get_db().close()  # the workers have their own pools; this process only owns the server
-        listener = socket.create_server((self.host, self.port), backlog=2048)
-        listener.set_inheritable(True)
+        listener = _listen(self.host, self.port)
         inbox, channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         context = multiprocessing.get_context("spawn")
 
@@ -295,7 +294,7 @@ class LocalStack:
             inbox.close()
             channel.close()
 
-    def _uvicorn_server(self) -> uvicorn.Server:
+    def _uvicorn_server(self, shared_socket: bool = False) -> uvicorn.Server:
         config = uvicorn.Config(
             create_app(),
             host=self.host,
@@ -304,6 +303,9 @@ class LocalStack:
             lifespan="off",
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             http="infra.http_protocol:JsonErrorH11Protocol",  # malformed HTTP answered in the JSON error shape
+            # asyncio accepts up to `backlog` connections each time the socket is ready: on a socket shared by
+            # several workers the first one awake would take a whole burst. A few at a time spreads them.
+            backlog=ACCEPT_BATCH if shared_socket else LISTEN_BACKLOG,
         )
         return uvicorn.Server(config)
 
@@ -311,7 +313,7 @@ class LocalStack:
         """Serve on a background thread (tests, the demo, each worker); return the base URL once it answers."""
         if not prepared:
             self.prepare()
-        self._server = self._uvicorn_server()
+        self._server = self._uvicorn_server(shared_socket=sockets is not None)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": sockets}, name="i2v-http", daemon=True
         )
@@ -321,6 +323,10 @@ class LocalStack:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("the HTTP server did not start")
             time.sleep(0.02)
+        for sock in (
+            sockets or ()
+        ):  # asyncio set the kernel's queue to the accept batch: give it its length back
+            sock.listen(LISTEN_BACKLOG)
         return self.base_url
 
     def shutdown(self) -> None:
@@ -344,6 +350,9 @@ class LocalStack:
 
 #: How long requests in flight may take to finish once the server is asked to stop.
 SHUTDOWN_GRACE_S = 10
+#: The kernel's queue of connections not yet accepted, and how many a worker accepts at a time on a shared socket.
+LISTEN_BACKLOG = 2048
+ACCEPT_BATCH = 1
 
 
 class _StopSignals:
@@ -406,6 +415,29 @@ def _worker_main(spec: _WorkerSpec, listener: socket.socket, engine_socket: sock
                 pass
         finally:
             stack.shutdown()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP listening socket for the workers to share.
+
+    It is made as asyncio makes its own (protocol IPPROTO_TCP), and with TCP_NODELAY, which accepted connections
+    inherit: asyncio switches Nagle's algorithm off only on sockets whose protocol says TCP, and with it on, each
+    response written in two parts (head, body) would wait for the client's delayed ACK (about 40 ms).
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        listener.bind(address)
+        listener.listen(LISTEN_BACKLOG)
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)
+    return listener
 
 
 def free_port(host: str = "127.0.0.1") -> int:

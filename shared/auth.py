@@ -8,8 +8,10 @@ Every failure is ``Unauthorized`` (401) saying why, with ``details.reason``.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -209,3 +211,39 @@ def mint_dev_token(
         "session_id": str(uuid.uuid4()),
     }
     return jwt.encode(claims, settings.jwt_secret(), algorithm="HS256")
+
+
+#: Verified tokens remembered at once, and for how long each (so a key rotated out of the JWKS stops working
+#: within this much of when it would without the memory).
+_VERIFIED_MAX = 4096
+_VERIFIED_TTL_S = 60.0
+_verified: OrderedDict[str, tuple[User, float, float, Settings]] = OrderedDict()
+_verified_lock = threading.Lock()
+
+
+def verified_user(token: str) -> User:
+    """:func:`verify_token` for a request, remembering each token it accepted for up to a minute.
+
+    A client sends the same access token with every request until it expires. Its signature, audience, issuer,
+    role and subject cannot change, so they are verified once (per token and settings); the expiry is checked
+    on every use, with the same leeway. Refused tokens are not remembered.
+    """
+    settings = get_settings()
+    now = time.time()
+    with _verified_lock:
+        hit = _verified.get(token)
+        if hit is not None:
+            user, exp, until, checked_with = hit
+            if checked_with is settings and now < until and exp > now - _LEEWAY_S:
+                _verified.move_to_end(token)
+                return user
+            del _verified[token]
+    user = verify_token(token, settings)
+    import jwt
+
+    exp = float(jwt.decode(token, options={"verify_signature": False})["exp"])
+    with _verified_lock:
+        _verified[token] = (user, exp, now + _VERIFIED_TTL_S, settings)
+        while len(_verified) > _VERIFIED_MAX:
+            _verified.popitem(last=False)
+    return user

@@ -4,16 +4,24 @@ The only module that imports psycopg. Every statement is a single procedure call
 call is one round trip and one transaction, and it works through a transaction-mode pooler (no session state,
 no server-side prepared statements). The statement timeout is a connection option, or, behind a transaction
 pooler (which cannot carry per-client options), ``SET LOCAL`` inside each call's own transaction, sent with the
-call as one simple-protocol message so it stays one round trip. Each connection is checked when taken from the
-pool and replaced when dead.
+call as one simple-protocol message so it stays one round trip. Elsewhere (a direct connection, a session
+pooler) each call's statement is prepared once per connection, which spares the server parsing and planning it
+again. The text of each call is composed once per procedure and set of parameter names.
+
+Each connection is checked when taken from the pool and replaced when dead. The check costs no round trip: an
+idle connection has nothing to read, so one whose socket holds something (the server's goodbye, the end of the
+stream) is tested with an empty query, which fails when it is dead. A connection used moments before needs no
+more proof than that (pools commonly skip the test altogether for connections used within half a second).
 """
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -24,6 +32,8 @@ from psycopg_pool import ConnectionPool
 from shared import errors, logs, timing
 from shared.settings import get_settings
 
+#: psycopg prepares a statement automatically after this many executions: never (calls ask for it instead).
+_NEVER_AUTOMATICALLY = 2**31 - 1
 _SQLSTATE_ERRORS: dict[str, type[errors.I2VError]] = {
     "I2V01": errors.JobNotFound,
     "I2V02": errors.InsufficientCredits,
@@ -64,10 +74,21 @@ class Database:
         statement_timeout_ms: int = 0,
         transaction_pooler: bool = False,
     ) -> None:
-        kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
-        self._local_timeout = (
-            str(statement_timeout_ms) if transaction_pooler and statement_timeout_ms > 0 else None
-        )
+        # Statements are prepared only when asked (procedure calls, never scripts), and never behind a transaction
+        # pooler, where the next transaction may run on another server connection.
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": None if transaction_pooler else _NEVER_AUTOMATICALLY,
+        }
+        self._prepare = None if transaction_pooler else True
+        # Behind a transaction pooler: "begin; select set_config(...); <call>; commit" around each call.
+        self._local_timeout: tuple[bytes, bytes] | None = None
+        if transaction_pooler and statement_timeout_ms > 0:
+            literal = sql.Literal(str(statement_timeout_ms)).as_bytes(None)
+            self._local_timeout = (
+                b"begin; select set_config('statement_timeout', " + literal + b", true); ",
+                b"; commit",
+            )
         if statement_timeout_ms > 0 and not transaction_pooler:
             kwargs["options"] = f"-c statement_timeout={statement_timeout_ms}"
         self.url = url
@@ -79,7 +100,7 @@ class Database:
             max_size=max_size,
             kwargs=kwargs,
             open=True,
-            check=ConnectionPool.check_connection,
+            check=_check_connection,
             name="i2v",
         )
 
@@ -97,13 +118,12 @@ class Database:
 
     def call_rows(self, function: str, **params: Any) -> list[tuple[Any, ...]]:
         """Call a set-returning stored function and return all of its rows."""
-        query = sql.SQL("select * from {}").format(_call_sql(function, params, select=False))
-        return self._execute(query, _bind(params))
+        return self._execute(_call_sql(function, params, select=False), _bind(params))
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
         try:
-            return self._execute(sql.SQL("select 1"), {}) == [(1,)]
+            return self._execute(b"select 1", {}) == [(1,)]
         except errors.I2VError:
             return False
 
@@ -118,7 +138,7 @@ class Database:
         with self._connection() as conn, conn.transaction():
             yield Transaction(conn)
 
-    def _execute(self, query: sql.Composed | sql.SQL, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _execute(self, query: bytes, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self._lock:
             self.round_trips += 1
         stats = timing.current()
@@ -133,17 +153,15 @@ class Database:
                 stats.seconds += time.perf_counter() - started
 
     def _run(
-        self, conn: psycopg.Connection[Any], query: sql.Composed | sql.SQL, params: dict[str, Any]
+        self, conn: psycopg.Connection[Any], query: bytes, params: dict[str, Any]
     ) -> psycopg.Cursor[Any]:
         if self._local_timeout is None:
-            return conn.execute(query, params)
+            return conn.execute(query, params, prepare=self._prepare)
         # One simple-protocol message "begin; select set_config(...); <call>; commit" (parameters bound on the
         # client, with libpq's quoting): one round trip and no Sync/Flush messages. Pipeline mode would end with
         # a Flush that can reach the pooler after it released the server connection; pgbouncer 1.18 then forwards
         # it to a server that never answers a Flush, and that server connection is lost to every client.
-        batch = sql.SQL("begin; select set_config('statement_timeout', {}, true); {}; commit").format(
-            sql.Literal(self._local_timeout), query
-        )
+        batch = self._local_timeout[0] + query + self._local_timeout[1]
         cur = psycopg.ClientCursor(conn)
         try:
             cur.execute(batch, params)
@@ -213,12 +231,28 @@ class Transaction:
         self._conn.execute(script.encode())
 
 
-def _call_sql(function: str, params: dict[str, Any], *, select: bool = True) -> sql.Composed:
+def _call_sql(function: str, params: dict[str, Any], *, select: bool = True) -> bytes:
+    """``select f(p_a => %(a)s, ...)`` (or ``select * from f(...)``), composed once per function and names."""
+    return _compose_call(function, tuple(params), select)
+
+
+@lru_cache(maxsize=1024)
+def _compose_call(function: str, names: tuple[str, ...], select: bool) -> bytes:
     args = sql.SQL(", ").join(
-        sql.SQL("{} => {}").format(sql.Identifier(f"p_{name}"), sql.Placeholder(name)) for name in params
+        sql.SQL("{} => {}").format(sql.Identifier(f"p_{name}"), sql.Placeholder(name)) for name in names
     )
     call = sql.SQL("{}({})").format(sql.Identifier(function), args)
-    return sql.SQL("select {}").format(call) if select else call
+    return (sql.SQL("select {}") if select else sql.SQL("select * from {}")).format(call).as_bytes(None)
+
+
+def _check_connection(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check of a connection it hands out: raise when it is dead, so that it is replaced."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):  # something arrived while it was idle: prove it alive with a round trip
+        ConnectionPool.check_connection(conn)
 
 
 def _bind(params: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import IO, Any
 
 log = logging.getLogger("i2v.jobs")
@@ -32,21 +33,35 @@ _SECRET_NAMES = re.compile(
     r"authorization|token|secret|signature|password|passwd|cookie|credential|api[_-]?key|^fal_key$|private",
     re.IGNORECASE,
 )
-_SCRUB = [
+# Each pattern comes with a gate that every text it matches passes: lower-case literals, one of which the
+# lower-cased text contains, or a cheap pattern. Most lines pass no gate, and a gate costs a fraction of a scan.
+_SCRUB: list[tuple[re.Pattern[str], str, tuple[str, ...] | re.Pattern[str] | None]] = [
     # Authorization header values and JWTs (Supabase access tokens, API-key JWTs).
-    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',\\]+"), r"\1 " + REDACTED),
-    (re.compile(r"\beyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*"), REDACTED),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',\\]+"), r"\1 " + REDACTED, ("bearer", "basic")),
+    (re.compile(r"\beyJ[\w-]{2,}\.[\w-]{2,}\.[\w-]*"), REDACTED, ("eyj",)),
     # Stripe secret, restricted and webhook-signing keys; Stripe-Signature schemes.
-    (re.compile(r"\b(?:sk|rk)_(?:test|live)_\w+"), REDACTED),
-    (re.compile(r"\bwhsec_[\w+/=]+"), REDACTED),
-    (re.compile(r"\b(v0|v1)=[0-9a-fA-F]{16,}"), r"\1=" + REDACTED),
+    (re.compile(r"\b(?:sk|rk)_(?:test|live)_\w+"), REDACTED, ("_test_", "_live_")),
+    (re.compile(r"\bwhsec_[\w+/=]+"), REDACTED, ("whsec_",)),
+    (re.compile(r"\b(v0|v1)=[0-9a-fA-F]{16,}"), r"\1=" + REDACTED, ("v0=", "v1=")),
     # fal keys ("Key <id>:<secret>" or a bare "<uuid>:<hex>") and Ed25519 signatures (128 hex digits).
-    (re.compile(r"\bKey\s+[\w-]+:[\w-]+"), "Key " + REDACTED),
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[0-9a-f]{16,}\b"), REDACTED),
-    (re.compile(r"\b[0-9a-fA-F]{128}\b"), REDACTED),
+    (re.compile(r"\bKey\s+[\w-]+:[\w-]+"), "Key " + REDACTED, ("key",)),
+    (
+        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[0-9a-f]{16,}\b"),
+        REDACTED,
+        re.compile(r"-[0-9a-f]{12}:"),
+    ),
+    (re.compile(r"\b[0-9a-fA-F]{128}\b"), REDACTED, None),
     # Signatures and credentials in presigned S3 URLs and in the local server's signed URLs.
-    (re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"\\]+"), r"\1" + REDACTED),
-    (re.compile(r"([?&](?:sig|signature|token)=)[^&\s\"\\]+"), r"\1" + REDACTED),
+    (
+        re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"\\]+"),
+        r"\1" + REDACTED,
+        ("x-amz-",),
+    ),
+    (
+        re.compile(r"([?&](?:sig|signature|token)=)[^&\s\"\\]+"),
+        r"\1" + REDACTED,
+        ("sig=", "signature=", "token="),
+    ),
 ]
 
 
@@ -111,13 +126,35 @@ def job_transition(procedure: str, params: dict[str, Any], result: Any) -> None:
 
 def redact(text: str) -> str:
     """``text`` with anything shaped like a credential or signature replaced."""
-    for pattern, replacement in _SCRUB:
-        text = pattern.sub(replacement, text)
+    lowered = _fold(text)
+    for pattern, replacement, gate in _SCRUB:
+        if isinstance(gate, tuple):
+            if not any(literal in lowered for literal in gate):
+                continue
+        elif gate is not None and not gate.search(text):
+            continue
+        text, replaced = pattern.subn(replacement, text)
+        if replaced:
+            lowered = _fold(text)
     return text
 
 
+# Letters that case-insensitive patterns match as i or s although str.lower() leaves them apart.
+_FOLD_TO_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+
+
+def _fold(text: str) -> str:
+    """``text`` lower-cased the way the gates compare it (a superset of what ``(?i)`` patterns match)."""
+    return text.lower() if text.isascii() else text.translate(_FOLD_TO_ASCII).lower()
+
+
+@lru_cache(maxsize=1024)
+def _secret_name(name: str) -> bool:
+    return _SECRET_NAMES.search(name) is not None
+
+
 def _clean(name: str, value: Any) -> Any:
-    if _SECRET_NAMES.search(name):
+    if _secret_name(name):
         return REDACTED
     if isinstance(value, dict):
         return {str(k): _clean(str(k), v) for k, v in value.items()}
@@ -130,8 +167,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON, scrubbed of secrets."""
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": f"{_second(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -145,6 +181,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return redact(json.dumps(entry, default=str, ensure_ascii=False))
+
+
+@lru_cache(maxsize=4)
+def _second(epoch_s: int) -> str:
+    """``YYYY-mm-ddTHH:MM:SS`` (UTC) of a second; the lines of one second share it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
 
 
 def _adoptable(handler: logging.Handler) -> bool:

@@ -45,8 +45,8 @@ def test_one_connection_is_reused_and_replaced_when_it_dies(url: str) -> None:
     try:
         first = database.call("i2v_test_backend")
         assert database.call("i2v_test_backend") == first
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute("select pg_terminate_backend(%s)", (first,))
+        with psycopg.connect(url, autocommit=True) as admin:  # the kill returns once the backend is gone
+            admin.execute("select pg_terminate_backend(%s, 10000)", (first,))
         replaced = database.call("i2v_test_backend")
         assert replaced != first and database.call("i2v_test_backend") == replaced
     finally:

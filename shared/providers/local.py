@@ -75,6 +75,7 @@ class LocalEngine(Provider):
         self._render_threads = 0
         self._inbox: socket.socket | None = None  # messages from sibling worker processes
         self._channel: socket.socket | None = None  # to the engine in a sibling worker process
+        self._warned_at = -1e9
         self.engine_id = ""
 
     @property
@@ -93,7 +94,7 @@ class LocalEngine(Provider):
         if self._started:
             if self._render_threads:
                 self._enqueue(job.job_id, takeover=False)
-        elif self._channel is not None:
+        elif self._channel is not None and get_settings().local_engine_workers > 0:
             self._send(f"new {job.job_id}")
         return Submission(request_id=f"local-{job.job_id}")
 
@@ -101,7 +102,7 @@ class LocalEngine(Provider):
         """The job was canceled: stop its render now (here, or in the process that runs the engine)."""
         if self._started:
             self._stop_render(job_id, "canceled")
-        elif self._channel is not None:
+        elif self._channel is not None and get_settings().local_engine_workers > 0:
             self._send(f"cancel {job_id}")
 
     def connect(self, channel: socket.socket) -> None:
@@ -183,10 +184,15 @@ class LocalEngine(Provider):
         assert self._channel is not None
         try:
             self._channel.send(message.encode(), socket.MSG_DONTWAIT)
-        except (
-            OSError
-        ) as exc:  # the engine is restarting or its queue is full: the periodic pick-up finds the job
-            log.warning("could not reach the local engine", extra={"error": str(exc)})
+        except OSError as exc:
+            # The engine is restarting or behind: its periodic pick-up finds the job (a cancel is found by the
+            # render's next progress report).
+            now = time.monotonic()
+            if now - self._warned_at > 60:
+                self._warned_at = now
+                log.warning(
+                    "could not reach the local engine (said once a minute)", extra={"error": str(exc)}
+                )
 
     def _control_loop(self) -> None:
         """Take messages from sibling processes; pick up unfinished jobs at start and every PICKUP_EVERY_S."""
