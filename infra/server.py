@@ -323,9 +323,8 @@ class LocalStack:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("the HTTP server did not start")
             time.sleep(0.02)
-        for sock in (
-            sockets or ()
-        ):  # asyncio set the kernel's queue to the accept batch: give it its length back
+        # asyncio set the kernel's queue of a shared socket to the accept batch: give it its length back.
+        for sock in sockets or ():
             sock.listen(LISTEN_BACKLOG)
         return self.base_url
 
