@@ -355,16 +355,18 @@ ACCEPT_BATCH = 1
 
 
 class _StopSignals:
-    """SIGINT and SIGTERM ask for a clean stop (an event to wait on) instead of ending the process at once."""
+    """SIGINT and SIGTERM (or the signals given) ask for a clean stop (an event to wait on) instead of ending the
+    process at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        self._signals = signals
         self._event = threading.Event()
         self._previous: dict[int, Any] = {}
         self.received = ""
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in self._signals:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -396,7 +398,7 @@ class _WorkerSpec:
 def _worker_main(spec: _WorkerSpec, listener: socket.socket, engine_socket: socket.socket) -> None:
     """One HTTP worker process: serve on the shared socket until SIGTERM (or the parent is gone), then stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
-    with _StopSignals() as stop:
+    with _StopSignals((signal.SIGTERM,)) as stop:
         stack = LocalStack(host=spec.host, port=spec.port)
         stack.base_url = spec.base_url
         logs.configure(stack.settings.log_level)
