@@ -130,7 +130,7 @@ def test_no_secret_reaches_the_logs(
                     body=signed.body,
                     base64_body=True,
                 )
-                assert fal_webhook.handler(hook, LambdaContext())["statusCode"] in (200, 401)
+                assert fal_webhook.handler(hook, LambdaContext())["statusCode"] in (200, 400)
         finally:
             monkeypatch.undo()
             get_settings.cache_clear()
