@@ -1,4 +1,22 @@
-"""Apply the numbered SQL files in ``sql/`` in order, each once, each in its own transaction."""
+"""Apply the SQL in ``sql/``: the numbered migrations once each, then every procedure file on every run.
+
+Tables live in the numbered migrations (``sql/NNNN_name.sql``): each is applied once, in order, in its own
+transaction, and what a released one does to tables never changes. Functions and triggers live in ``sql/procedures/*.sql``, one
+definition per function across those files, re-applied after the migrations on every run (all of them in one
+transaction, in file name order), so the live definition of a procedure is always the one in its file. The rules
+of ``sql/procedures/``:
+
+* functions are written ``create or replace function``; a name is defined once (no overloads);
+* a change of a function's argument types or return type, or its removal, needs a numbered migration that drops
+  the old one (``drop function if exists name(old argument types)``): ``create or replace`` cannot change them;
+* a trigger is created right after its function, only when missing, so that re-applying the files takes no table
+  lock that would wait for a writer; a numbered migration that changes a trigger drops it, and the procedure
+  file creates the new one;
+* a numbered migration must not call these functions: on a fresh database they do not exist yet while it runs.
+
+Every step takes the same transaction-scoped advisory lock, so concurrent migrators take turns, and holds no
+session state, so it works through a transaction-mode pooler; each file is sent as one simple-protocol message.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +27,7 @@ from shared.db import Database
 from shared.errors import I2VError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+PROCEDURES = "procedures"  # the subdirectory of the SQL directory holding the procedure files
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_ID = 0x1272_0001  # one advisory lock id: concurrent migrators take turns
 
@@ -33,20 +52,41 @@ def migration_files(directory: Path = SQL_DIR) -> list[Path]:
     return files
 
 
+def procedure_files(directory: Path = SQL_DIR) -> list[Path]:
+    """The procedure files, in the order they apply (none when ``directory`` has no ``procedures/``)."""
+    return sorted((directory / PROCEDURES).glob("*.sql"))
+
+
 class MigrationError(RuntimeError):
-    """A migration file failed; nothing of it was applied."""
+    """A migration or procedure file failed; nothing of it was applied."""
 
 
 def migrate(db: Database, directory: Path = SQL_DIR) -> list[str]:
-    """Apply every migration not yet recorded in ``schema_migrations``; return the names applied."""
+    """Apply every migration not yet recorded in ``schema_migrations``, then re-apply every procedure file.
+
+    Returns the names of the migrations applied (the procedure files are applied on every run).
+    """
     applied: list[str] = []
+    done = _applied_versions(db)
     for path in migration_files(directory):
+        if path.name[:4] in done:
+            continue
         try:
             if _apply(db, path):
                 applied.append(path.name)
         except I2VError as exc:
             raise MigrationError(f"{path.name}: {exc.__cause__ or exc}") from exc
+    procedures = procedure_files(directory)
+    if procedures:
+        _apply_procedures(db, procedures)
     return applied
+
+
+def _applied_versions(db: Database) -> set[str]:
+    with db.transaction() as tx:
+        tx.query("select pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        tx.script(_BOOTSTRAP)
+        return {row[0] for row in tx.query("select version from schema_migrations")}
 
 
 def _apply(db: Database, path: Path) -> bool:
@@ -55,10 +95,21 @@ def _apply(db: Database, path: Path) -> bool:
         tx.script(_BOOTSTRAP)
         version = path.name[:4]
         if tx.query("select 1 from schema_migrations where version = %s", (version,)):
-            return False
+            return False  # another migrator applied it since the versions were read
         tx.script(path.read_text())
         tx.query("insert into schema_migrations (version, name) values (%s, %s)", (version, path.name))
         return True
+
+
+def _apply_procedures(db: Database, files: list[Path]) -> None:
+    current = files[0]
+    try:
+        with db.transaction() as tx:
+            tx.query("select pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            for current in files:
+                tx.script(current.read_text())
+    except I2VError as exc:
+        raise MigrationError(f"{PROCEDURES}/{current.name}: {exc.__cause__ or exc}") from exc
 
 
 def sync_models(db: Database) -> int:

@@ -1,28 +1,9 @@
--- Housekeeping of the Stripe event log.
+-- Housekeeping of the Stripe event log: an index for purging event ids by age (the retention rules are written
+-- with purge_stripe_events in sql/procedures/housekeeping.sql).
 --
--- stripe_events records every event id applied, so that a redelivery is recognised and does nothing. Stripe
--- retries a delivery for up to three days and keeps events (which can be resent by hand) for thirty; an id
--- older than that cannot arrive again, so its row only takes space. purge_stripe_events deletes rows whose
--- event was created (or, lacking that, received) more than p_keep_days ago. Even past that window a purged
--- event applied again would change nothing: purchases are credited once per Checkout Session and refunds by
--- cumulative amount (0004_purchases.sql).
+-- Procedures: the function this migration created when it was written now lives in sql/procedures/
+-- (housekeeping.sql), re-applied after the numbered migrations on every migrate, and was removed from this file,
+-- which keeps the history of the tables. tests/test_schema_equivalence.py proves that a database built from these
+-- files and one upgraded from an earlier release end up with identical schemas and procedures.
 
 create index stripe_events_age on stripe_events ((coalesce(event_created, received_at)));
-
-create or replace function purge_stripe_events(p_keep_days int default 35) returns int
-language plpgsql as $$
-declare
-  purged int;
-begin
-  if p_keep_days < 30 then
-    raise exception 'keep at least 30 days of Stripe events (asked for %)', p_keep_days
-      using errcode = 'I2V04';
-  end if;
-  with d as (
-    delete from stripe_events
-    where coalesce(event_created, received_at) < now() - make_interval(days => p_keep_days)
-    returning 1
-  )
-  select count(*)::int into purged from d;
-  return purged;
-end $$;

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import stamina
 
@@ -56,6 +57,21 @@ def postgres() -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(_HOME / "pgdata", cleanup="delete")
     yield server
     server.stop()
+
+
+@contextmanager
+def empty_database(server: EmbeddedPostgres) -> Iterator[Database]:
+    """A new, empty database on ``server`` and a small pool on it; the database is dropped afterwards."""
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f"create database {name}".encode())
+    database = Database(server.url_for(name), max_size=2)
+    try:
+        yield database
+    finally:
+        database.close()
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute(f"drop database {name} with (force)".encode())
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,13 @@
-"""Migrations: numbered files applied once, in order, each in a transaction; the catalog synced."""
+"""Migrations: numbered files applied once, in order, each in a transaction; procedure files re-applied on every
+run, each function defined in one of them; the catalog synced."""
 
 from __future__ import annotations
 
-import uuid
+import re
+import shutil
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -11,20 +15,42 @@ import pytest
 
 from infra.postgres import EmbeddedPostgres
 from shared.db import Database
-from shared.migrations import SQL_DIR, MigrationError, migrate, migration_files, sync_models
+from shared.migrations import (
+    SQL_DIR,
+    MigrationError,
+    migrate,
+    migration_files,
+    procedure_files,
+    sync_models,
+)
+from tests.conftest import empty_database
+
+_CREATE_FUNCTION = re.compile(r"^\s*create\s+(or\s+replace\s+)?function\s+(\w+)\s*\(", re.M | re.I)
+_CREATE_TRIGGER = re.compile(
+    r"^\s*create\s+(?:or\s+replace\s+)?(?:constraint\s+)?trigger\s+(\w+)", re.M | re.I
+)
+_DOLLAR_QUOTE = re.compile(r"\$(\w*)\$")
 
 
 @pytest.fixture
 def fresh_db(postgres: EmbeddedPostgres) -> Iterator[Database]:
     """An empty database on the session's server."""
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f"create database {name}".encode())
-    database = Database(postgres.url_for(name), max_size=2)
-    yield database
-    database.close()
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f"drop database {name} with (force)".encode())
+    with empty_database(postgres) as database:
+        yield database
+
+
+def procedure_definitions() -> dict[str, list[tuple[str, str]]]:
+    """Every function sql/procedures/ defines: name -> [(file name, body between its dollar quotes)]."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for path in procedure_files():
+        text = path.read_text()
+        for match in _CREATE_FUNCTION.finditer(text):
+            assert match.group(1), f"{path.name}: {match.group(2)} must be created with create or replace"
+            opening = _DOLLAR_QUOTE.search(text, match.end())
+            assert opening is not None, f"{path.name}: {match.group(2)} has no dollar-quoted body"
+            closing = text.index(opening.group(0), opening.end())
+            found.setdefault(match.group(2), []).append((path.name, text[opening.end() : closing]))
+    return found
 
 
 def test_migrations_apply_once_in_order(fresh_db: Database) -> None:
@@ -69,5 +95,118 @@ def test_catalog_sync_writes_every_model(fresh_db: Database) -> None:
 
 
 def test_sql_dir_is_the_repos() -> None:
-    """The runner reads the repository's sql/ directory."""
+    """The runner reads the repository's sql/ directory and its procedures/."""
     assert SQL_DIR.name == "sql" and (SQL_DIR / "0001_core.sql").exists()
+    assert [p.parent for p in procedure_files()] == [SQL_DIR / "procedures"] * len(procedure_files()) != []
+
+
+def test_every_function_is_defined_once_in_sql_procedures(fresh_db: Database) -> None:
+    """Each live function has exactly one definition, in sql/procedures/, and runs that file's body verbatim."""
+    migrate(fresh_db)
+    defined = procedure_definitions()
+    with fresh_db.transaction() as tx:
+        live = tx.query(
+            "select proname, prosrc from pg_proc where pronamespace = current_schema()::regnamespace"
+        )
+    assert sorted(name for name, _ in live) == sorted(defined)  # one function per name: no overloads
+    twice = {name: [f for f, _ in where] for name, where in defined.items() if len(where) > 1}
+    assert twice == {}
+    assert [name for name, body in live if body != defined[name][0][1]] == []
+
+
+def test_rls_sql_names_every_procedure() -> None:
+    """docs/rls.sql revokes EXECUTE on every function sql/procedures/ defines, by name, and names nothing else."""
+    text = (SQL_DIR.parent / "docs" / "rls.sql").read_text()
+    listed = text[
+        text.index("p.proname = any (array[") : text.index("])", text.index("p.proname = any (array["))
+    ]
+    assert sorted(re.findall(r"'(\w+)'", listed)) == sorted(procedure_definitions())
+
+
+def test_numbered_migrations_define_no_function_or_trigger() -> None:
+    """Functions and triggers are written in sql/procedures/ only, never in a numbered migration."""
+    for path in migration_files():
+        text = path.read_text()
+        functions = [m.group(2) for m in _CREATE_FUNCTION.finditer(text)]
+        triggers = _CREATE_TRIGGER.findall(text)
+        assert functions == [] and triggers == [], f"{path.name}: define these in sql/procedures/"
+
+
+def test_every_trigger_is_created_by_sql_procedures(fresh_db: Database) -> None:
+    """The live triggers are exactly those the procedure files create, each created once."""
+    migrate(fresh_db)
+    created = [name for path in procedure_files() for name in _CREATE_TRIGGER.findall(path.read_text())]
+    with fresh_db.transaction() as tx:
+        live = [
+            r[0]
+            for r in tx.query(
+                "select t.tgname from pg_trigger t join pg_class c on c.oid = t.tgrelid"
+                " where c.relnamespace = current_schema()::regnamespace and not t.tgisinternal"
+            )
+        ]
+    assert len(created) == len(set(created))
+    assert sorted(live) == sorted(created)
+
+
+def test_procedures_are_reapplied_on_every_run(fresh_db: Database) -> None:
+    """A function changed in the database and a trigger dropped are both restored by the next migrate."""
+    migrate(fresh_db)
+    with fresh_db.transaction() as tx:
+        before = tx.query("select pg_get_functiondef('job_counts(uuid)'::regprocedure)")
+        tx.script(
+            "create or replace function job_counts(p_user uuid) returns jsonb language sql stable"
+            " as $$ select '{}'::jsonb $$;"
+            "drop trigger credit_ledger_no_update on credit_ledger"
+        )
+    assert migrate(fresh_db) == []
+    with fresh_db.transaction() as tx:
+        assert tx.query("select pg_get_functiondef('job_counts(uuid)'::regprocedure)") == before
+        assert tx.query(
+            "select count(*) from pg_trigger where tgrelid = 'credit_ledger'::regclass"
+            " and tgname = 'credit_ledger_no_update'"
+        ) == [(1,)]
+
+
+def test_reapplying_procedures_waits_for_no_writer(fresh_db: Database) -> None:
+    """A no-op migrate takes no table lock that conflicts with a write: it completes while another transaction
+    holds ROW EXCLUSIVE (what INSERT, UPDATE and DELETE take) on every table, so writers never queue behind it."""
+    migrate(fresh_db)
+    with psycopg.connect(fresh_db.url) as writer:
+        tables = [
+            r[0]
+            for r in writer.execute(
+                "select format('%I', relname) from pg_class"
+                " where relnamespace = current_schema()::regnamespace and relkind = 'r'"
+            )
+        ]
+        writer.execute(f"lock table {', '.join(tables)} in row exclusive mode".encode())
+        impatient = Database(fresh_db.url, max_size=1, statement_timeout_ms=3000)
+        try:
+            started = time.monotonic()
+            assert migrate(impatient) == []
+            assert time.monotonic() - started < 3
+        finally:
+            impatient.close()
+
+
+def test_concurrent_migrators_take_turns(fresh_db: Database) -> None:
+    """Two migrators at once on a fresh database: each migration applied once, by one of them; both succeed."""
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: migrate(fresh_db), range(2)))
+    assert sorted(results[0] + results[1]) == [p.name for p in migration_files()]
+
+
+def test_a_failing_procedure_file_changes_nothing(fresh_db: Database, tmp_path: Path) -> None:
+    """The procedure files apply in one transaction: one failing file rolls back the others; the error names it."""
+    shutil.copytree(SQL_DIR, tmp_path / "sql")
+    procedures = tmp_path / "sql" / "procedures"
+    with (procedures / "accounts_ledger.sql").open("a") as file:
+        file.write("\ncreate or replace function probe() returns int language sql as $$ select 1 $$;\n")
+    (procedures / "zz_broken.sql").write_text(
+        "create or replace function broken() returns int\nlanguage sql as $$\n  select no_such_column from video_jobs;\n$$;\n"
+    )
+    with pytest.raises(MigrationError, match=r"procedures/zz_broken\.sql: .*no_such_column"):
+        migrate(fresh_db, tmp_path / "sql")
+    with fresh_db.transaction() as tx:
+        assert tx.query("select to_regprocedure('probe()')") == [(None,)]
+        assert tx.query("select count(*) from schema_migrations") == [(len(migration_files()),)]

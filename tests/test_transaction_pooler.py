@@ -21,6 +21,7 @@ import pytest
 from infra.postgres import EmbeddedPostgres
 from shared import errors
 from shared.db import Database, get_db
+from shared.migrations import migrate, procedure_files
 
 PGBOUNCER = shutil.which("pgbouncer") or next(
     (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(p).exists()), None
@@ -141,3 +142,35 @@ def test_a_pooled_call_is_one_simple_query_message(pooler: str, tmp_path: Path) 
     calls = [fields[3] for fields in sent if fields[2] == "Query" and "begin;" in fields[3]]
     assert len(calls) == 1 and "set_config('statement_timeout', '300', true)" in calls[0]
     assert not {"Parse", "Sync", "Flush"} & set(kinds), kinds
+
+
+def test_migrate_through_the_pooler_while_clients_call(pooler: str, pooled: Database, tmp_path: Path) -> None:
+    """migrate() behind the pooler while other clients call procedures: nothing to apply, each procedure file
+    re-applied as one simple-protocol Query inside one transaction, and every concurrent call answered."""
+    user = uuid.uuid4()
+    pooled.call("grant_credits", user=user, amount=5, reason="pooler test", ref=None)
+
+    def balances() -> list[int]:
+        return [
+            pooled.call("get_credits", user=user, signup_credits=0, limit=1)["balance"] for _ in range(20)
+        ]
+
+    migrator = Database(pooler, min_size=1, max_size=1, transaction_pooler=True)
+    trace = tmp_path / "libpq.trace"
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            calls = [pool.submit(balances) for _ in range(3)]
+            with trace.open("w") as out:
+                with migrator.pool.connection() as conn:
+                    conn.pgconn.trace(out.fileno())
+                    conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+                assert migrate(migrator) == []
+                with migrator.pool.connection() as conn:
+                    conn.pgconn.untrace()
+            assert [c.result() for c in calls] == [[5] * 20] * 3
+    finally:
+        migrator.close()
+    # A traced Query is "F <length> Query <text>"; the length counts itself (4 bytes) and the closing NUL.
+    sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F\t")]
+    lengths = sorted(int(f[1]) for f in sent if f[2] == "Query" and f[3].startswith(' "-- Live definitions'))
+    assert lengths == sorted(len(path.read_bytes()) + 5 for path in procedure_files())

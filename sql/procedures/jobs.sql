@@ -1,0 +1,303 @@
+-- Live definitions, re-applied after the numbered migrations on every migrate (shared/migrations.py explains the
+-- rules): edit a procedure here, never in a migration.
+--
+-- Video jobs: the billed start of a generation, transitions between statuses (each logged in job_events),
+-- refunds, and the reads of one job or a page of them.
+
+create or replace function video_jobs_log_event() returns trigger language plpgsql as $$
+begin
+  if tg_op = 'INSERT' then
+    insert into job_events (job_id, from_status, to_status) values (new.id, null, new.status);
+  elsif new.status is distinct from old.status then
+    insert into job_events (job_id, from_status, to_status, detail) values (new.id, old.status, new.status, new.error_message);
+  end if;
+  return null;
+end $$;
+-- Created when missing (re-applying waits for no writer); a numbered migration drops it to change it.
+do $$
+begin
+  if not exists (select from pg_trigger
+                  where tgrelid = 'video_jobs'::regclass and tgname = 'video_jobs_events') then
+    create trigger video_jobs_events after insert or update of status on video_jobs
+      for each row execute function video_jobs_log_event();
+  end if;
+end $$;
+
+-- Start a billed generation: idempotency check, balance check, debit, job insert, idempotency record.
+-- Outcomes: created | replay | mismatch | in_progress | insufficient | upload_missing | upload_unverified.
+-- p_hold_s > 0 keeps the key in_progress until mark_submitted (the provider submission runs after commit).
+create or replace function start_generation(
+  p_user uuid, p_endpoint text, p_key text, p_fingerprint text,
+  p_model_id uuid, p_model_slug text, p_provider text,
+  p_prompt text, p_image_url text, p_settings jsonb, p_cost bigint,
+  p_signup_credits bigint, p_ttl_s int, p_hold_s int, p_upload_sha text
+) returns jsonb language plpgsql as $$
+declare
+  rec     idempotency_keys%rowtype;
+  up      uploads%rowtype;
+  bal     bigint;
+  owed    bigint;
+  job     uuid;
+  body    jsonb;
+begin
+  if p_cost < 0 then
+    raise exception 'cost must not be negative' using errcode = 'I2V04';
+  end if;
+  perform ensure_account(p_user, p_signup_credits);
+  -- A concurrent request with the same key is still inside its transaction: answer "in progress" at once.
+  if not pg_try_advisory_xact_lock(hashtextextended(p_user::text || ' ' || p_endpoint || ' ' || p_key, 0)) then
+    return jsonb_build_object('outcome', 'in_progress');
+  end if;
+  select * into rec from idempotency_keys
+   where user_id = p_user and endpoint = p_endpoint and key = p_key for update;
+  if found and rec.expires_at <= now() then
+    delete from idempotency_keys where user_id = p_user and endpoint = p_endpoint and key = p_key;
+  elsif found then
+    if rec.fingerprint <> p_fingerprint then
+      return jsonb_build_object('outcome', 'mismatch');
+    elsif rec.state = 'in_progress' and rec.locked_until > now() then
+      return jsonb_build_object('outcome', 'in_progress', 'job_id', rec.job_id);
+    end if;
+    -- done, or an in-progress record whose holder died: the debit and the job already exist; replay.
+    return jsonb_build_object('outcome', 'replay', 'status', rec.response_status, 'body', rec.response_body);
+  end if;
+
+  if p_upload_sha is not null then
+    select * into up from uploads where user_id = p_user and sha256 = p_upload_sha;
+    if not found then
+      return jsonb_build_object('outcome', 'upload_missing');
+    elsif up.verified_at is null then
+      return jsonb_build_object('outcome', 'upload_unverified');
+    end if;
+  end if;
+  select balance, debt into bal, owed from accounts where user_id = p_user for update;
+  if bal < p_cost or owed > 0 then
+    return jsonb_build_object('outcome', 'insufficient', 'balance', bal, 'cost', p_cost, 'debt', owed);
+  end if;
+  insert into video_jobs (user_id, model_id, model_slug, provider, prompt, image_url, settings, credits_used)
+  values (p_user, p_model_id, p_model_slug, p_provider, coalesce(p_prompt, ''), p_image_url, p_settings, p_cost)
+  returning id into job;
+  if p_cost > 0 then
+    insert into credit_ledger (user_id, delta, kind, reason, job_id)
+    values (p_user, -p_cost, 'generation', 'video generation (' || p_model_slug || ')', job);
+  end if;
+  body := jsonb_build_object('job_id', job, 'status', 'pending', 'credits_used', p_cost);
+  insert into idempotency_keys (user_id, endpoint, key, fingerprint, state, response_status, response_body,
+                                job_id, locked_until, expires_at)
+  values (p_user, p_endpoint, p_key, p_fingerprint, case when p_hold_s > 0 then 'in_progress' else 'done' end,
+          202, body, job, now() + make_interval(secs => greatest(p_hold_s, 0)), now() + make_interval(secs => p_ttl_s));
+  return jsonb_build_object('outcome', 'created', 'status', 202, 'body', body, 'balance', bal - p_cost);
+end $$;
+
+-- Raise I2V03 unless the job is in one of the allowed states; returns the current status.
+create or replace function _job_status_for_update(p_job uuid) returns job_status
+language plpgsql as $$
+declare
+  st job_status;
+begin
+  select status into st from video_jobs where id = p_job for update;
+  if not found then
+    raise exception 'job % not found', p_job using errcode = 'I2V01';
+  end if;
+  return st;
+end $$;
+
+-- pending -> processing (and progress updates while processing). Returns false when already terminal
+-- in the same direction is impossible: a terminal job refuses with I2V03.
+create or replace function mark_processing(p_job uuid, p_progress double precision) returns boolean
+language plpgsql as $$
+declare
+  st job_status := _job_status_for_update(p_job);
+begin
+  if st not in ('pending', 'processing') then
+    raise exception 'job % is % and cannot move to processing', p_job, st using errcode = 'I2V03';
+  end if;
+  update video_jobs set status = 'processing', progress = coalesce(p_progress, progress),
+                        started_at = coalesce(started_at, now())
+   where id = p_job;
+  return st = 'pending';
+end $$;
+
+create or replace function set_job_progress(p_job uuid, p_progress double precision) returns void
+language sql as $$
+  update video_jobs set progress = p_progress where id = p_job and status = 'processing';
+$$;
+
+-- Refund a job's debit exactly once (the unique (job_id, kind) index makes a second refund impossible).
+create or replace function _refund_job(p_job uuid, p_reason text) returns bigint
+language plpgsql as $$
+declare
+  j video_jobs%rowtype;
+  debited bigint;
+begin
+  select * into j from video_jobs where id = p_job;
+  select -delta into debited from credit_ledger where job_id = p_job and kind = 'generation';
+  if debited is null or debited <= 0 then
+    return 0;
+  end if;
+  insert into credit_ledger (user_id, delta, kind, reason, job_id)
+  values (j.user_id, debited, 'refund', p_reason, p_job)
+  on conflict (job_id, kind) where job_id is not null do nothing;
+  return case when found then debited else 0 end;
+end $$;
+
+-- pending|processing -> failed, refunding the debit once. Failing a failed job is a no-op (false).
+create or replace function fail_job(p_job uuid, p_error text) returns boolean
+language plpgsql as $$
+declare
+  st job_status := _job_status_for_update(p_job);
+begin
+  if st = 'failed' then
+    return false;
+  elsif st not in ('pending', 'processing') then
+    raise exception 'job % is % and cannot move to failed', p_job, st using errcode = 'I2V03';
+  end if;
+  update video_jobs set status = 'failed', error_message = left(coalesce(p_error, 'generation failed'), 2000),
+                        finished_at = now()
+   where id = p_job;
+  perform _refund_job(p_job, 'refund: generation failed');
+  update idempotency_keys set state = 'done' where job_id = p_job and state = 'in_progress';
+  return true;
+end $$;
+
+-- pending|processing -> failed with a refund, remembering why (provider verdict, submission, deadline, ...).
+create or replace function fail_job_kind(p_job uuid, p_error text, p_kind text) returns boolean
+language plpgsql as $$
+begin
+  if fail_job(p_job, p_error) then
+    update video_jobs set failure_kind = p_kind where id = p_job;
+    return true;
+  end if;
+  return false;
+end $$;
+
+-- pending|processing -> completed; and the late-delivery case (the late-success policy, providers.sql).
+-- Completing twice is a no-op.
+create or replace function complete_job(
+  p_job uuid, p_video_key text, p_thumbnail_key text, p_source_url text, p_result jsonb
+) returns boolean language plpgsql as $$
+declare
+  j video_jobs%rowtype;
+begin
+  select * into j from video_jobs where id = p_job for update;
+  if not found then
+    raise exception 'job % not found', p_job using errcode = 'I2V01';
+  elsif j.status = 'completed' then
+    return false;
+  elsif j.status = 'failed' and j.failure_kind is distinct from 'deadline' then
+    raise exception 'job % is failed and cannot move to completed', p_job using errcode = 'I2V03';
+  elsif j.status = 'canceled' and j.result_url is null then
+    raise exception 'job % is canceled and cannot move to completed', p_job using errcode = 'I2V03';
+  end if;
+  update video_jobs set status = 'completed', progress = 1, video_key = p_video_key,
+                        thumbnail_key = p_thumbnail_key, source_video_url = coalesce(p_source_url, result_url),
+                        result = coalesce(result, '{}'::jsonb) || coalesce(p_result, '{}'::jsonb),
+                        error_message = null, mirror_lease_until = null, queue_position = null,
+                        late_delivery = j.status in ('failed', 'canceled'), finished_at = now()
+   where id = p_job;
+  return true;
+end $$;
+
+-- The owner cancels: pending|processing -> canceled with a refund. Canceling twice is a no-op (false). A job whose
+-- completion an engine has claimed cannot be canceled any more (its video is being delivered).
+create or replace function cancel_job(p_user uuid, p_job uuid) returns boolean
+language plpgsql as $$
+declare
+  j video_jobs%rowtype;
+begin
+  select * into j from video_jobs where id = p_job and user_id = p_user for update;
+  if not found then
+    raise exception 'job % not found', p_job using errcode = 'I2V01';
+  elsif j.status = 'canceled' then
+    return false;
+  elsif j.status not in ('pending', 'processing') then
+    raise exception 'job % is % and cannot be canceled', p_job, j.status using errcode = 'I2V03';
+  elsif j.finishing_until > now() then
+    raise exception 'job % is finished and its video is being delivered; it cannot be canceled', p_job
+      using errcode = 'I2V03';
+  end if;
+  update video_jobs set status = 'canceled', finished_at = now() where id = p_job;
+  perform _refund_job(p_job, 'refund: canceled');
+  update idempotency_keys set state = 'done' where job_id = p_job and state = 'in_progress';
+  return true;
+end $$;
+
+-- One job as the API shows it (adds the provider's queue position and logs).
+create or replace function get_job(p_user uuid, p_job uuid) returns jsonb
+language sql stable as $$
+  select jsonb_build_object(
+    'job_id', id, 'status', status, 'model', model_slug, 'provider', provider, 'prompt', prompt,
+    'settings', settings, 'credits_used', credits_used, 'progress', progress,
+    'video_key', video_key, 'thumbnail_key', thumbnail_key, 'error_message', error_message,
+    'queue_position', queue_position, 'logs', provider_logs, 'late_delivery', late_delivery,
+    'request_id', provider_request_id, 'next_poll_at', next_poll_at,
+    'created_at', created_at, 'updated_at', updated_at, 'finished_at', finished_at)
+  from video_jobs where id = p_job and user_id = p_user;
+$$;
+
+-- Everything a worker needs to run a job.
+create or replace function job_for_worker(p_job uuid) returns jsonb
+language sql stable as $$
+  select jsonb_build_object('job_id', id, 'user_id', user_id, 'status', status, 'model', model_slug,
+                            'provider', provider, 'prompt', prompt, 'image_url', image_url, 'settings', settings)
+    from video_jobs where id = p_job;
+$$;
+
+-- Local-engine jobs left pending or processing (e.g. by a crash), oldest first.
+create or replace function unfinished_jobs(p_provider text, p_limit int) returns setof uuid
+language sql stable as $$
+  select id from video_jobs where provider = p_provider and status in ('pending', 'processing')
+   order by created_at limit p_limit;
+$$;
+
+-- One page of a user's jobs, newest first (ties in created_at broken by id, descending). The cursor is the
+-- (created_at, id) of the last job of the previous page; both null for the first page. Returns
+-- {"jobs": [...], "next": {"created_at", "id"} | null}; "next" is null on the last page.
+create or replace function list_videos(
+  p_user uuid, p_status job_status, p_limit int, p_cursor_created timestamptz, p_cursor_id uuid
+) returns jsonb language plpgsql stable as $$
+declare
+  after_created timestamptz := coalesce(p_cursor_created, 'infinity');
+  after_id      uuid := coalesce(p_cursor_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff');
+  page          jsonb;
+  total         int;
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 200 then
+    raise exception 'limit must be between 1 and 200' using errcode = 'I2V04';
+  end if;
+  if (p_cursor_created is null) <> (p_cursor_id is null) then
+    raise exception 'a cursor needs both created_at and id' using errcode = 'I2V04';
+  end if;
+  if p_status is null then
+    select jsonb_agg(j order by j.created_at desc, j.job_id desc), count(*) into page, total from (
+      select id as job_id, status, model_slug as model, provider, prompt, settings, credits_used, progress,
+             video_key, thumbnail_key, error_message, created_at, updated_at, finished_at
+        from video_jobs
+       where user_id = p_user and (created_at, id) < (after_created, after_id)
+       order by created_at desc, id desc
+       limit p_limit + 1) j;
+  else
+    select jsonb_agg(j order by j.created_at desc, j.job_id desc), count(*) into page, total from (
+      select id as job_id, status, model_slug as model, provider, prompt, settings, credits_used, progress,
+             video_key, thumbnail_key, error_message, created_at, updated_at, finished_at
+        from video_jobs
+       where user_id = p_user and status = p_status and (created_at, id) < (after_created, after_id)
+       order by created_at desc, id desc
+       limit p_limit + 1) j;
+  end if;
+  if total > p_limit then
+    page := page - p_limit;  -- drop the look-ahead row; the last kept row is the next cursor
+    return jsonb_build_object('jobs', page, 'next', jsonb_build_object(
+      'created_at', page -> (p_limit - 1) -> 'created_at', 'id', page -> (p_limit - 1) -> 'job_id'));
+  end if;
+  return jsonb_build_object('jobs', coalesce(page, '[]'::jsonb), 'next', null);
+end $$;
+
+-- A user's job counts, one key per status (zero included).
+create or replace function job_counts(p_user uuid) returns jsonb
+language sql stable as $$
+  select jsonb_object_agg(s::text, coalesce(c.n, 0) order by s)
+    from unnest(enum_range(null::job_status)) s
+    left join (select status, count(*) as n from video_jobs where user_id = p_user group by status) c
+      on c.status = s;
+$$;
