@@ -18,6 +18,8 @@ BENCHMARKS = {
     "listing": ["bench.listing"],
     "cold_start": ["bench.cold_start"],
     "hostile_bodies": ["bench.hostile_bodies"],
+    "generate_tps": ["bench.generate_tps"],
+    "soak": ["bench.soak"],
 }
 
 
