@@ -321,7 +321,10 @@ def profile(duration: float) -> dict[str, Any]:
             "RECONCILE_INTERVAL_S": "3600",
         }
     )
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(home))
+    if "XDG_RUNTIME_DIR" not in os.environ:  # pgserver's lock lives there, also after `home` is removed
+        runtime = Path(tempfile.gettempdir()) / f"i2v-runtime-{os.getuid()}"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     os.environ.pop("DATABASE_URL", None)
     import logging
 
