@@ -64,7 +64,7 @@ def local_stack(**env: str) -> Iterator[str]:
 def new_user(base: str, credits: int) -> httpx.Client:
     """A fresh user with credits, as an authenticated HTTP client."""
     from shared.auth import mint_dev_token
-    from shared.credits import grant
+    from shared.billing.ledger import grant
 
     user = uuid.uuid4()
     if credits:

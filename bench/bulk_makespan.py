@@ -41,7 +41,7 @@ def _inputs(tmp: Path, images: int, prompts: int) -> tuple[Path, Path]:
 def run(jobs: int = 100, concurrency: int = 10, latency_s: float = 5.0) -> dict[str, Any]:
     """Run the bulk command once; returns the JSON document."""
     from shared.auth import mint_dev_token
-    from shared.credits import grant
+    from shared.billing.ledger import grant
     from tests.emulators.fal import FalEmulator, JobPlan, MediaFile
 
     images = 10

@@ -31,8 +31,8 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from shared.engine import plan_motion, render_video
-from shared.engine.render import decode_image, output_size, prepare_source, render_frame
+from shared.providers.local.engine import plan_motion, render_video
+from shared.providers.local.engine.render import decode_image, output_size, prepare_source, render_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "examples" / "landscape.jpg"

@@ -19,8 +19,8 @@ def peak_rss_mb() -> float:
 def main() -> None:
     """Mirror the job named on the command line (settings from the environment, like a Lambda)."""
     job_id = uuid.UUID(sys.argv[1])
-    from shared import mirror
     from shared.db import get_db
+    from shared.jobs import mirror
     from shared.settings import get_settings
 
     if not get_settings().database_url:

@@ -96,7 +96,7 @@ def db_migrate() -> None:
 @app.command()
 def reconcile() -> None:
     """Run one reconciliation pass over hosted jobs (lost webhooks, crashed submissions, unfinished mirroring)."""
-    from shared import hosted
+    from shared.jobs import hosted
 
     with _database_unmigrated():
         counts = hosted.reconcile_once()
@@ -142,7 +142,7 @@ def credits_grant(
 ) -> None:
     """Add credits to a user's ledger and print the new balance."""
     from shared import errors
-    from shared.credits import grant
+    from shared.billing.ledger import grant
 
     try:
         uid = uuid.UUID(user_id)

@@ -9,7 +9,7 @@ from shared.web import Call, Endpoint, lambda_handler
 
 def cancel_video(call: Call) -> Any:
     """Cancel a pending or processing job (refunded); a finished job answers 409."""
-    from shared import jobs
+    from shared.jobs import service as jobs
 
     return jobs.cancel(call.user, call.data.job_id)
 
@@ -19,8 +19,8 @@ endpoint = Endpoint(
     "/functions/v1/cancel-video",
     cancel_video,
     tags=("videos",),
-    body="shared.models:CancelVideoRequest",
-    response="shared.models:VideoStatus",
+    body="shared.schemas:CancelVideoRequest",
+    response="shared.schemas:VideoStatus",
     errors=(404, 409),
 )
 handler = lambda_handler(endpoint)

@@ -9,7 +9,7 @@ from shared.web import Call, Endpoint, lambda_handler
 
 def create_upload_url(call: Call) -> Any:
     """Return a signed PUT target for the image, or its URL when this user already stored that content."""
-    from shared import uploads
+    from shared.media import uploads
 
     return uploads.create_upload(call.user, call.data)
 
@@ -19,8 +19,8 @@ endpoint = Endpoint(
     "/functions/v1/create-upload-url",
     create_upload_url,
     tags=("uploads",),
-    body="shared.models:CreateUploadRequest",
-    response="shared.models:CreateUploadResponse",
+    body="shared.schemas:CreateUploadRequest",
+    response="shared.schemas:CreateUploadResponse",
     exclude_none=True,
 )
 handler = lambda_handler(endpoint)

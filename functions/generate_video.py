@@ -7,7 +7,7 @@ from shared.web import Call, Endpoint, Reply, lambda_handler
 
 def generate_video(call: Call) -> Reply:
     """Start a video job, charged once per Idempotency-Key; a replay returns the first response."""
-    from shared import jobs
+    from shared.jobs import service as jobs
 
     assert call.idempotency_key is not None
     body = call.data
@@ -24,8 +24,8 @@ endpoint = Endpoint(
     generate_video,
     tags=("videos",),
     idempotency_key="required",
-    body="shared.models:GenerateVideoRequest",
-    response="shared.models:GenerateVideoResponse",
+    body="shared.schemas:GenerateVideoRequest",
+    response="shared.schemas:GenerateVideoResponse",
     status=202,
     errors=(402, 403, 404, 409, 422),
 )

@@ -9,7 +9,7 @@ from shared.web import Call, Endpoint, Param, lambda_handler
 
 def get_credits(call: Call) -> Any:
     """Return the balance and the newest ledger entries."""
-    from shared import credits
+    from shared.billing import ledger as credits
 
     return credits.summary(call.user, call.args["limit"])
 
@@ -20,6 +20,6 @@ endpoint = Endpoint(
     get_credits,
     tags=("credits",),
     params=(Param("limit", "int", default=50, minimum=1, maximum=200, description="ledger entries, 1-200"),),
-    response="shared.models:Credits",
+    response="shared.schemas:Credits",
 )
 handler = lambda_handler(endpoint)

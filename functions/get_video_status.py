@@ -9,7 +9,7 @@ from shared.web import Call, Endpoint, Param, lambda_handler
 
 def get_video_status(call: Call) -> Any:
     """Return the status of one of the caller's jobs (404 for anyone else's)."""
-    from shared import jobs
+    from shared.jobs import service as jobs
 
     return jobs.status(call.user, call.args["job_id"])
 
@@ -20,7 +20,7 @@ endpoint = Endpoint(
     get_video_status,
     tags=("videos",),
     params=(Param("job_id", "uuid", required=True),),
-    response="shared.models:VideoStatus",
+    response="shared.schemas:VideoStatus",
     errors=(404,),
 )
 handler = lambda_handler(endpoint)

@@ -21,7 +21,7 @@ endpoint = Endpoint(
     health,
     tags=("ops",),
     auth=False,
-    response="shared.models:Health",
+    response="shared.schemas:Health",
     errors=(503,),
     aliases=("/api/health",),
 )

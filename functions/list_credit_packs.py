@@ -9,7 +9,7 @@ from shared.web import Call, Endpoint, lambda_handler
 
 def list_credit_packs(call: Call) -> Any:
     """List the credit packs (id, credits, price in cents, currency), cheapest first."""
-    from shared import billing
+    from shared.billing import checkout as billing
 
     return billing.pack_list()
 
@@ -20,6 +20,6 @@ endpoint = Endpoint(
     list_credit_packs,
     tags=("billing",),
     auth=False,
-    response="shared.billing:CreditPackList",
+    response="shared.billing.checkout:CreditPackList",
 )
 handler = lambda_handler(endpoint)

@@ -9,7 +9,7 @@ from shared.web import Call, Endpoint, lambda_handler
 
 def list_models(call: Call) -> Any:
     """List the model catalog with availability and allowed settings."""
-    from shared import catalog_view
+    from shared.jobs import catalog_view
 
     return catalog_view.model_list()
 
@@ -20,6 +20,6 @@ endpoint = Endpoint(
     list_models,
     tags=("models",),
     auth=False,
-    response="shared.models:ModelList",
+    response="shared.schemas:ModelList",
 )
 handler = lambda_handler(endpoint)

@@ -9,7 +9,7 @@ from shared.web import Call, Endpoint, Param, lambda_handler
 
 def list_videos(call: Call) -> Any:
     """List the caller's jobs newest first; follow ``next_cursor`` until it is null."""
-    from shared import listing
+    from shared.jobs import listing
 
     args = call.args
     return listing.list_videos(call.user, args["status"], args["limit"], args["cursor"])
@@ -25,6 +25,6 @@ endpoint = Endpoint(
         Param("limit", "int", default=50, description="1-200"),
         Param("cursor", description="next_cursor of the previous page"),
     ),
-    response="shared.models:VideoList",
+    response="shared.schemas:VideoList",
 )
 handler = lambda_handler(endpoint)

@@ -13,7 +13,7 @@ log = logging.getLogger("i2v.mirror")
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Mirror the job named by ``{"job_id": ...}``; an error is raised so that Lambda retries the invocation."""
-    from shared import mirror
+    from shared.jobs import mirror
 
     logs.configure()
     try:

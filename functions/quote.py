@@ -9,7 +9,7 @@ from shared.web import Call, Endpoint, lambda_handler
 
 def quote(call: Call) -> Any:
     """Return what generate-video would charge for this body and the balance after it; nothing is charged."""
-    from shared import quotes
+    from shared.jobs import quotes
 
     return quotes.quote(call.user, call.data)
 
@@ -19,8 +19,8 @@ endpoint = Endpoint(
     "/functions/v1/quote",
     quote,
     tags=("videos",),
-    body="shared.models:GenerateVideoRequest",
-    response="shared.models:Quote",
+    body="shared.schemas:GenerateVideoRequest",
+    response="shared.schemas:Quote",
     errors=(403, 404),
 )
 handler = lambda_handler(endpoint)

@@ -13,8 +13,8 @@ log = logging.getLogger("i2v.reconcile")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run one reconciliation pass (EventBridge schedule), purge expired Idempotency-Keys and Stripe event ids
     too old to be delivered again; returns the counts."""
-    from shared import hosted
     from shared.db import get_db
+    from shared.jobs import hosted
 
     logs.configure()
     with logs.scope(aws_request_id=getattr(context, "aws_request_id", None)):

@@ -9,12 +9,12 @@ from shared.web import Call, Endpoint, lambda_handler
 
 def status(call: Call) -> Any:
     """Count the caller's jobs by status."""
-    from shared import listing
+    from shared.jobs import listing
 
     return listing.job_counts(call.user)
 
 
 endpoint = Endpoint(
-    "GET", "/functions/v1/status", status, tags=("videos",), response="shared.models:JobCounts"
+    "GET", "/functions/v1/status", status, tags=("videos",), response="shared.schemas:JobCounts"
 )
 handler = lambda_handler(endpoint)

@@ -9,7 +9,7 @@ from shared.web import Call, Endpoint, lambda_handler
 
 def stripe_webhook(call: Call) -> Any:
     """Answer 2xx once the event is applied (or is a duplicate, or a type we ignore); 400 on a bad signature."""
-    from shared import billing
+    from shared.billing import checkout as billing
 
     return billing.handle_webhook(call.raw_body, call.headers.get("stripe-signature"))
 
@@ -20,7 +20,7 @@ endpoint = Endpoint(
     stripe_webhook,
     tags=("webhooks",),
     auth=False,
-    response="shared.billing:WebhookAck",
+    response="shared.billing.checkout:WebhookAck",
     errors=(400, 503),
     max_body=1024 * 1024,  # provider events: larger than API bodies, still bounded before verification
 )

@@ -118,9 +118,15 @@ def code_zip_problems(path: Path) -> list[str]:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
     problems = [n for n in names if n.split("/", 1)[0] not in _ALLOWED_TOP]
-    problems += [n for n in names if n.startswith("shared/engine/")]
+    problems += [n for n in names if n.startswith("shared/providers/local/engine/")]
     problems += [n for n in names if n.endswith(".pyc") and not n.endswith(".cpython-312.pyc")]
-    for needed in ("functions/generate_video.py", "shared/web.py", "shared/providers/models.json"):
+    for needed in (
+        "functions/generate_video.py",
+        "shared/web.py",
+        "shared/providers/models.json",
+        "shared/billing/credit_packs.json",
+        "shared/jobs/service.py",
+    ):
         if needed not in names:
             problems.append(f"missing {needed}")
     return problems

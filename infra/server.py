@@ -36,10 +36,14 @@ from functions import (
     stripe_webhook,
 )
 from infra.upload_route import UploadRoute
-from shared import billing, errors, hosted, jobs, logs, storage
 from shared import db as dbmod
+from shared import errors, logs
+from shared.billing import checkout as billing
+from shared.jobs import hosted
+from shared.jobs import service as jobs
+from shared.media import storage
 from shared.migrations import migrate, sync_models
-from shared.providers.local import get_local_engine
+from shared.providers.local.engine_provider import get_local_engine
 from shared.settings import Settings, get_settings, set_runtime_base_url
 from shared.web import App, Endpoint, error_response, request_id
 
@@ -137,7 +141,7 @@ class LocalStack:
 
     With ``workers`` > 1, :meth:`serve` runs that many HTTP worker processes on one listening socket; this
     process owns Postgres and the migrations, worker 0 runs the local engine and housekeeping, and the others
-    hand local-engine jobs and cancels to it (see shared.providers.local).
+    hand local-engine jobs and cancels to it (see shared.providers.local.engine_provider).
     """
 
     def __init__(

@@ -2,7 +2,7 @@
 
 Plain ASGI rather than a framework route, so that nothing reads the body before the checks that need none
 (signature, expiry, declared size and type, Content-Length) have passed, and so that the body is streamed
-through ``shared.uploads.LocalUploadReceiver`` one chunk at a time: an unsigned or oversized PUT is refused
+through ``shared.media.uploads.LocalUploadReceiver`` one chunk at a time: an unsigned or oversized PUT is refused
 before its first byte is read, and a body is never held in memory.
 """
 
@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import parse_qsl
 
-from shared import errors, storage
-from shared.uploads import LocalUploadReceiver
+from shared import errors
+from shared.media import storage
+from shared.media.uploads import LocalUploadReceiver
 from shared.web import ASGIApp, Receive, Scope, Send, error_response, request_id
 
 PREFIX = "/storage/v1/upload/"

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared import billing
+from shared.billing import checkout as billing
 from shared.db import Database
 from shared.settings import get_settings
 from tests.conftest import Caller, debit_job

@@ -36,8 +36,8 @@ os.environ.pop("SUPABASE_JWKS_URL", None)
 
 from infra.postgres import EmbeddedPostgres  # noqa: E402  (the environment above must be set first)
 from infra.server import LocalStack  # noqa: E402
-from shared import credits  # noqa: E402
 from shared.auth import mint_dev_token  # noqa: E402
+from shared.billing import ledger as credits  # noqa: E402
 from shared.db import Database, get_db  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 from tests.media_support import EXAMPLES, small_mp4  # noqa: E402

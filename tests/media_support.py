@@ -9,7 +9,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def small_mp4(directory: Path) -> bytes:
     """A real 1-second 480p H.264 MP4 (and its thumbnail, beside it) rendered from examples/square.jpg."""
-    from shared.engine.render import render_video
+    from shared.providers.local.engine.render import render_video
 
     render_video(
         (EXAMPLES / "square.jpg").read_bytes(),

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.engine import ImageDecodeError, RenderResult, render_video
-from shared.engine.motion import MOVES, plan_for, plan_motion, view_corners
-from shared.engine.render import output_size
+from shared.providers.local.engine import ImageDecodeError, RenderResult, render_video
+from shared.providers.local.engine.motion import MOVES, plan_for, plan_motion, view_corners
+from shared.providers.local.engine.render import output_size
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 LANDSCAPE = (EXAMPLES / "landscape.jpg").read_bytes()  # 1600x1067

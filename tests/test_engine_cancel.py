@@ -123,7 +123,7 @@ def test_a_job_is_claimed_by_one_engine_until_its_claim_lapses(caller: Caller, d
 
 def test_scratch_directories_of_dead_processes_are_removed() -> None:
     """remove_stale_work_dirs deletes job scratch directories whose process is gone and keeps live ones."""
-    from shared import jobs
+    from shared.jobs import service as jobs
 
     with jobs.work_dir(uuid.uuid4()) as live:
         work = Path(live).parent

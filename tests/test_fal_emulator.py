@@ -16,7 +16,7 @@ import fal_client
 import httpx
 import pytest
 
-from shared.fal_signature import FalJwks, FalSignatureError, verify_fal_webhook
+from shared.providers.fal.signature import FalJwks, FalSignatureError, verify_fal_webhook
 from tests.emulators.fal import (
     DEFAULT_VIDEO_BYTES,
     FalEmulator,

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from shared import hosted
+from shared import http as _http
 from shared.db import Database
-from shared.providers import _http
+from shared.jobs import hosted
 from shared.providers.catalog import find_model
-from shared.providers.fal import FalProvider
+from shared.providers.fal.provider import FalProvider
 from shared.settings import get_settings
 from tests.conftest import EXAMPLES, Caller, configured, debit_job
 from tests.emulators.fal import FalEmulator, Fault, JobPlan, MediaFile, ModelError, WebhookPlan

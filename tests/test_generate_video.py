@@ -135,7 +135,7 @@ def test_model_by_uuid_works(caller: Caller) -> None:
 
 def test_unavailable_model_is_400(caller: Caller) -> None:
     """A model whose provider cannot take jobs answers 400 model_unavailable and charges nothing."""
-    from shared.providers.local import get_local_engine
+    from shared.providers.local.engine_provider import get_local_engine
 
     caller.grant(10)
     url = caller.upload()

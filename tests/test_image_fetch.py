@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from shared import errors, images
+from shared import errors
+from shared.media import images
 from shared.settings import Settings
 from tests.emulators.fal import self_signed_cert
 

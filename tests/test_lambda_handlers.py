@@ -37,9 +37,9 @@ from functions import (
     status,
     stripe_webhook,
 )
-from shared import mirror
+from shared import http as _http
 from shared.db import Database
-from shared.providers import _http
+from shared.jobs import mirror
 from tests.billing_support import (
     Shop,
     emu_fixture,  # noqa: F401  (fixture)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.providers import _http
+from shared import http as _http
 from tests.conftest import Caller, configured
 from tests.emulators.fal import FalEmulator, JobPlan, MediaFile
 

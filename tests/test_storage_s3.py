@@ -13,8 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from shared import errors, storage
-from shared.storage import S3Storage
+from shared import errors
+from shared.media import storage
+from shared.media.storage import S3Storage
 from tests.conftest import EXAMPLES, Caller, configured
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import yaml
 
-from shared.storage import UPLOAD_TAG, S3Storage
+from shared.media.storage import UPLOAD_TAG, S3Storage
 from tests.conftest import EXAMPLES
 from tests.test_storage_s3 import s3_endpoint  # noqa: F401  (fixture)
 

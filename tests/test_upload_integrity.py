@@ -15,7 +15,7 @@ import pytest
 
 from shared import errors
 from shared.db import Database
-from shared.storage import LocalStorage, get_storage
+from shared.media.storage import LocalStorage, get_storage
 from tests.conftest import EXAMPLES, Caller
 
 IMAGE = (EXAMPLES / "square.jpg").read_bytes()

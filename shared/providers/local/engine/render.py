@@ -1,6 +1,6 @@
 """Render one still image and a prompt into an H.264 MP4 and a JPEG thumbnail, with no model involved.
 
-The image is cover-cropped to the output aspect and scaled once to :data:`~shared.engine.motion.MAX_ZOOM`
+The image is cover-cropped to the output aspect and scaled once to :data:`~shared.providers.local.engine.motion.MAX_ZOOM`
 times the output size. Each frame is then a single bicubic ``cv2.warpAffine`` of that source with a float 2x3
 matrix straight to the output size, so the camera moves with sub-pixel precision and no integer-pixel
 jitter. Frames are converted to BT.601 limited-range YUV 4:2:0 and encoded with libx264 through PyAV.
@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from shared.engine.motion import MAX_ZOOM, Camera, MotionPlan, plan_motion
+from shared.providers.local.engine.motion import MAX_ZOOM, Camera, MotionPlan, plan_motion
 
 Frame = npt.NDArray[np.uint8]
 

@@ -20,8 +20,9 @@ from uuid import UUID
 
 import httpx
 
-from shared import errors, jobs
+from shared import errors
 from shared.db import get_db
+from shared.jobs import service as jobs
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.mirror")

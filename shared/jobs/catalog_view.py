@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from shared.models import ModelInfo, ModelList
 from shared.providers.catalog import ModelSpec, all_models
 from shared.providers.registry import unavailable_reason
+from shared.schemas import ModelInfo, ModelList
 
 
 def model_info(spec: ModelSpec) -> ModelInfo:
@@ -40,7 +40,7 @@ def price_table(spec: ModelSpec) -> dict[str, Any]:
     Every resolution x duration is listed with the other settings at their defaults; an option that changes the
     price (e.g. ``generate_audio`` on Veo) adds rows for each of its priced values.
     """
-    from shared.jobs import price, resolve_settings
+    from shared.jobs.service import price, resolve_settings
 
     option_values: list[list[tuple[str, Any] | None]] = [
         [None, *((name, _option_value(value)) for value in table)]

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from shared import errors, jobs, mirror
+from shared import errors
 from shared.db import get_db
-from shared.fal_signature import FalJwks, FalSignatureError, verify_fal_webhook
-from shared.providers._http import describe_error
+from shared.http import describe_error
+from shared.jobs import mirror
+from shared.jobs import service as jobs
 from shared.providers.base import JobRequest
 from shared.providers.catalog import find_model
-from shared.providers.fal import FalProvider, get_fal
+from shared.providers.fal.provider import FalProvider, get_fal
+from shared.providers.fal.signature import FalJwks, FalSignatureError, verify_fal_webhook
 from shared.settings import get_settings
 from shared.web import json_body
 

@@ -9,7 +9,7 @@ endpoint runs. Stripe's errors are mapped to ours here, once::
     IdempotencyError                                        -> IdempotencyKeyReused 422
     any other StripeError (e.g. InvalidRequestError)        -> ProviderError        502
 
-Every webhook is one procedure call (``apply_stripe_event``) keyed by the event id; ``shared/billing_events.py``
+Every webhook is one procedure call (``apply_stripe_event``) keyed by the event id; ``shared/billing/stripe_events.py``
 turns a verified event into that call's input. The refund and debt policy lives in ``sql/0004_purchases.sql``.
 """
 
@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import billing_events, errors
+from shared import errors
 from shared.auth import User
+from shared.billing import stripe_events as billing_events
 from shared.db import get_db
 from shared.settings import get_settings
 from shared.web import json_body

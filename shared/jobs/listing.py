@@ -15,8 +15,8 @@ from uuid import UUID
 from shared import errors
 from shared.auth import User
 from shared.db import get_db
-from shared.jobs import status_view
-from shared.models import JobCounts, JobStatusName, VideoList, VideoSummary
+from shared.jobs.service import status_view
+from shared.schemas import JobCounts, JobStatusName, VideoList, VideoSummary
 
 STATUSES: list[str] = list(get_args(JobStatusName))
 MAX_LIMIT = 200

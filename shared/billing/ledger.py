@@ -6,7 +6,7 @@ from uuid import UUID
 
 from shared.auth import User
 from shared.db import get_db
-from shared.models import Credits
+from shared.schemas import Credits
 from shared.settings import get_settings
 
 

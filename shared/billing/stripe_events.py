@@ -1,7 +1,7 @@
 """Stripe webhook events -> the input of the ``apply_stripe_event`` procedure (plain data, no stripe import).
 
 Only the fields the procedure needs are read from ``data.object``; Stripe adds fields freely, so unknown ones
-are ignored. The signature is checked before anything here runs (``shared/billing.py``).
+are ignored. The signature is checked before anything here runs (``shared/billing/checkout.py``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ over the picture (zoom, pan, tilt, a gentle orbit, optional fade-in), chosen fro
 prompt. It stands in for hosted video models when there are no API keys and no network.
 """
 
-from shared.engine.motion import MotionPlan, plan_motion
-from shared.engine.render import ImageDecodeError, RenderResult, RenderStopped, render_video
+from shared.providers.local.engine.motion import MotionPlan, plan_motion
+from shared.providers.local.engine.render import ImageDecodeError, RenderResult, RenderStopped, render_video
 
 __all__ = ["ImageDecodeError", "MotionPlan", "RenderResult", "RenderStopped", "plan_motion", "render_video"]

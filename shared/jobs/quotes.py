@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from shared import credits, jobs
 from shared.auth import User
-from shared.models import GenerateVideoRequest, Quote
+from shared.billing import ledger as credits
+from shared.jobs import service as jobs
+from shared.schemas import GenerateVideoRequest, Quote
 
 
 def quote(user: User, req: GenerateVideoRequest) -> Quote:

@@ -1,6 +1,6 @@
 """The local engine provider: camera-motion videos rendered in-process by a pool of worker threads.
 
-It is no AI model: it moves a virtual camera over the still image (see ``shared.engine``). It runs only inside
+It is no AI model: it moves a virtual camera over the still image (see ``shared.providers.local.engine``). It runs only inside
 the local server (``i2v serve``), which starts it in one process; elsewhere it reports itself unavailable.
 
 How a job reaches it: in the engine's own process, ``submit`` queues the job at once. With several HTTP worker
@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 from uuid import UUID
 
-from shared import errors, jobs
+from shared import errors
 from shared.db import get_db
+from shared.jobs import service as jobs
 from shared.providers.base import JobRequest, Provider, Submission
 from shared.settings import get_settings
 
@@ -274,7 +275,11 @@ class LocalEngine(Provider):
                 self._renders.pop(job_id, None)
 
     def _render_and_complete(self, job_id: UUID, job: dict[str, Any], render: _Render) -> None:
-        from shared.engine.render import ImageDecodeError, RenderStopped, render_video  # heavy: OpenCV + PyAV
+        from shared.providers.local.engine.render import (  # heavy: OpenCV + PyAV
+            ImageDecodeError,
+            RenderStopped,
+            render_video,
+        )
 
         image = jobs.load_image(job["image_url"], UUID(job["user_id"]))
         settings = job["settings"]

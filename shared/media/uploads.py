@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from shared import errors, images
+from shared import errors
 from shared.auth import User
 from shared.db import get_db
-from shared.models import CreateUploadRequest, CreateUploadResponse
+from shared.media import images
+from shared.media.storage import LocalStorage, get_storage
+from shared.schemas import CreateUploadRequest, CreateUploadResponse
 from shared.settings import get_settings
-from shared.storage import LocalStorage, get_storage
 
 log = logging.getLogger("i2v.uploads")
 

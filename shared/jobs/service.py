@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from shared import credits, errors, images
+from shared import errors
 from shared.auth import User
+from shared.billing import ledger as credits
 from shared.db import get_db
-from shared.models import GenerateVideoRequest, VideoStatus
+from shared.media import images
+from shared.media.storage import get_storage
 from shared.providers.base import JobRequest, Provider
 from shared.providers.catalog import ModelSpec, find_model
 from shared.providers.registry import get_provider
+from shared.schemas import GenerateVideoRequest, VideoStatus
 from shared.settings import get_settings
-from shared.storage import get_storage
 
 log = logging.getLogger("i2v.jobs")
 ENDPOINT = "POST /functions/v1/generate-video"
@@ -137,7 +139,7 @@ def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequ
     )
     result = get_db().call("start_generation", **params)
     if result["outcome"] == "upload_unverified":
-        from shared import uploads
+        from shared.media import uploads
 
         uploads.verify_upload(user, str(p.upload_sha))
         result = get_db().call("start_generation", **params)
@@ -221,11 +223,11 @@ def cancel(user: User, job_id: UUID) -> VideoStatus:
     if job is None:
         raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
     if job["provider"] == "fal":
-        from shared import hosted
+        from shared.jobs import hosted
 
         hosted.cancel(job_id, user.id)
     elif get_db().call("cancel_job", user=user.id, job=job_id) and job["provider"] == "local":
-        from shared.providers.local import get_local_engine
+        from shared.providers.local.engine_provider import get_local_engine
 
         get_local_engine().job_canceled(job_id)  # stop its render now, wherever the engine runs
     return status(user, job_id)
@@ -237,7 +239,7 @@ def status(user: User, job_id: UUID) -> VideoStatus:
     if job is None:
         raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
     if job["provider"] == "fal" and job["status"] in ("pending", "processing"):
-        from shared import hosted
+        from shared.jobs import hosted
 
         if hosted.refresh_if_stale(job):
             job = get_db().call("get_job", user=user.id, job=job_id)
@@ -274,7 +276,7 @@ def load_image(image_url: str, user_id: UUID) -> bytes:
     storage = get_storage()
     key = storage.key_for_url(image_url)
     if key is not None:
-        from shared import uploads
+        from shared.media import uploads
 
         data = storage.read(key, settings.max_image_bytes)
         uploads.check_content(key, data)

@@ -228,7 +228,7 @@ class LocalStorage(Storage):
 
     def upload_target(self, key: str, content_type: str, size: int, sha256: str, ttl_s: int) -> UploadTarget:
         # The key names the hash; the server receiving the PUT checks the bytes against it before they become
-        # visible, and never writes a key twice (shared.uploads.LocalUploadReceiver).
+        # visible, and never writes a key twice (shared.media.uploads.LocalUploadReceiver).
         exp = int(time.time()) + ttl_s
         sig = self.sign("PUT", key, exp, f"{content_type}\n{size}")
         url = f"{self.base_url}/storage/v1/upload/{key}?" + urlencode({"exp": exp, "size": size, "sig": sig})

@@ -18,12 +18,12 @@ from urllib.parse import quote
 import httpx
 
 from shared import errors
+from shared import http as _http
 from shared.db import get_db
-from shared.providers import _http
+from shared.media.storage import LocalStorage, get_storage
 from shared.providers.base import JobRequest, Provider, Submission
 from shared.providers.catalog import ModelSpec
 from shared.settings import get_settings, public_base_url
-from shared.storage import LocalStorage, get_storage
 
 log = logging.getLogger("i2v.fal")
 _IMAGE_URL_TTL_S = 6 * 3600

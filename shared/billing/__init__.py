@@ -1,0 +1,1 @@
+"""Billing: the credit ledger, credit packs and Stripe Checkout, Stripe events."""
