@@ -96,10 +96,10 @@ def db_migrate() -> None:
 @app.command()
 def reconcile() -> None:
     """Run one reconciliation pass over hosted jobs (lost webhooks, crashed submissions, unfinished mirroring)."""
-    from shared.jobs import hosted
+    from shared.jobs import reconcile
 
     with _database_unmigrated():
-        counts = hosted.reconcile_once()
+        counts = reconcile.reconcile_once()
     typer.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to do")
 
 

@@ -7,10 +7,10 @@ from shared.web import Call, Endpoint, Param, lambda_handler
 
 def fal_webhook(call: Call) -> dict[str, object]:
     """Record fal's verdict at once (well inside fal's 15 s); the video is copied after the answer."""
-    from shared.jobs import hosted, mirror
+    from shared.jobs import mirror, updates
     from shared.settings import get_settings
 
-    outcome = hosted.handle_fal_webhook(dict(call.headers), call.raw_body, call.args["job_id"])
+    outcome = updates.handle_webhook("fal", call.headers, call.raw_body, call.args["job_id"])
     if outcome.mirror is not None and get_settings().mirror_after_webhook:
         call.after(mirror.copy_video, outcome.mirror)
     return {"received": True, "result": outcome.result}

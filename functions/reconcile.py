@@ -13,14 +13,13 @@ log = logging.getLogger("i2v.reconcile")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run one reconciliation pass (EventBridge schedule), purge expired Idempotency-Keys and Stripe event ids
     too old to be delivered again; returns the counts."""
-    from shared.db import get_db
-    from shared.jobs import hosted
+    from shared.jobs import reconcile
 
     logs.configure()
     with logs.scope(aws_request_id=getattr(context, "aws_request_id", None)):
-        counts = hosted.reconcile_once()
-        purged = int(get_db().call("purge_idempotency_keys") or 0)
-        events = int(get_db().call("purge_stripe_events") or 0)
+        counts = reconcile.housekeeping()
+        purged = counts.pop("purged_idempotency_keys")
+        events = counts.pop("purged_stripe_events")
         log.info(
             "reconciled",
             extra={

@@ -39,9 +39,8 @@ from infra.upload_route import UploadRoute
 from shared import db as dbmod
 from shared import errors, logs
 from shared.billing import checkout as billing
-from shared.jobs import hosted
-from shared.jobs import service as jobs
-from shared.media import storage
+from shared.jobs import reconcile, updates
+from shared.media import scratch, storage
 from shared.migrations import migrate, sync_models
 from shared.providers.local.engine_provider import get_local_engine
 from shared.settings import Settings, get_settings, set_runtime_base_url
@@ -178,7 +177,7 @@ class LocalStack:
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
         sync_models(database)
-        removed = jobs.remove_stale_work_dirs()
+        removed = scratch.remove_stale_work_dirs()
         if removed:
             log.info("removed %d scratch directories of jobs no longer running", removed)
         self.database_url = url
@@ -201,7 +200,7 @@ class LocalStack:
         storage.configure(self.settings)
         if self.settings.local_engine:
             if engine:
-                get_local_engine().start(self.settings.local_engine_workers, inbox=inbox)
+                get_local_engine().start(self.settings.local_engine_workers, inbox=inbox, sink=updates.apply)
             elif channel is not None:
                 get_local_engine().connect(channel)
         if engine:
@@ -216,10 +215,9 @@ class LocalStack:
         last_purge = 0.0
         while not self._stop.wait(self.settings.reconcile_interval_s):
             try:
-                hosted.reconcile_once()
-                if time.monotonic() - last_purge > 600:
-                    dbmod.get_db().call("purge_idempotency_keys")
-                    dbmod.get_db().call("purge_stripe_events")
+                purge = time.monotonic() - last_purge > 600
+                reconcile.housekeeping(purge=purge)
+                if purge:
                     last_purge = time.monotonic()
             except errors.I2VError as exc:
                 log.warning("housekeeping failed: %s", exc.message)

@@ -123,12 +123,12 @@ def test_a_job_is_claimed_by_one_engine_until_its_claim_lapses(caller: Caller, d
 
 def test_scratch_directories_of_dead_processes_are_removed() -> None:
     """remove_stale_work_dirs deletes job scratch directories whose process is gone and keeps live ones."""
-    from shared.jobs import service as jobs
+    from shared.media import scratch
 
-    with jobs.work_dir(uuid.uuid4()) as live:
+    with scratch.work_dir(uuid.uuid4()) as live:
         work = Path(live).parent
         dead = work / "job-999999999-0f0f-stale"
         dead.mkdir()
         (dead / "video.mp4").write_bytes(b"partial")
-        assert jobs.remove_stale_work_dirs() >= 1
+        assert scratch.remove_stale_work_dirs() >= 1
         assert not dead.exists() and Path(live).exists()

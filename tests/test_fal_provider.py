@@ -14,7 +14,7 @@ import pytest
 
 from shared import http as _http
 from shared.db import Database
-from shared.jobs import hosted
+from shared.jobs import reconcile
 from shared.providers.catalog import find_model
 from shared.providers.fal.provider import FalProvider
 from shared.settings import get_settings
@@ -278,7 +278,7 @@ def test_lost_webhook_is_reconciled(caller: Caller, fal: FalEmulator, mp4: bytes
     time.sleep(0.3)
     assert caller.status(created["job_id"]).json()["status"] in ("pending", "processing")
     with configured(WEBHOOK_QUIET_S="0"):
-        counts = hosted.reconcile_once()
+        counts = reconcile.reconcile_once()
     assert counts.get("poll") == 1
     assert caller.status(created["job_id"]).json()["status"] == "completed"
 
@@ -302,8 +302,8 @@ def test_crash_between_debit_and_submit(caller: Caller, fal: FalEmulator, db: Da
         )
     )
     with configured(WEBHOOK_QUIET_S="0"):
-        first = hosted.reconcile_once()
-        second = hosted.reconcile_once()
+        first = reconcile.reconcile_once()
+        second = reconcile.reconcile_once()
     assert first.get("submit") == 1 and "submit" not in second
     assert wait_status(caller, job_id, {"completed", "failed"})["status"] == "completed"
     assert len(fal.requests_for("submit")) == 1
@@ -361,7 +361,7 @@ def test_truncated_video_is_never_half_stored_and_retried(
     job = caller.status(created["job_id"]).json()
     assert job["status"] == "processing" and job["video_url"] is None
     fal.add_file(path, MediaFile(data=mp4))
-    counts = hosted.reconcile_once()
+    counts = reconcile.reconcile_once()
     assert counts.get("mirror") == 1
     job = caller.status(created["job_id"]).json()
     assert job["status"] == "completed" and httpx.get(job["video_url"]).content == mp4
@@ -374,7 +374,7 @@ def test_missing_video_fails_after_bounded_attempts(caller: Caller, fal: FalEmul
     created = start(caller)
     time.sleep(0.5)
     for _ in range(12):
-        hosted.reconcile_once()
+        reconcile.reconcile_once()
     job = caller.status(created["job_id"]).json()
     assert job["status"] == "failed" and "copied" in job["error_message"]
     assert ledger_kinds(caller).count("refund") == 1
@@ -410,7 +410,7 @@ def test_late_success_after_deadline_refund_is_delivered_free(
     fal.set_plan(plan(mp4, latency_s=None))
     created = start(caller)
     with configured(WEBHOOK_QUIET_S="0", JOB_DEADLINE_S="0"):
-        hosted.reconcile_once()
+        reconcile.reconcile_once()
     job = caller.status(created["job_id"]).json()
     assert job["status"] == "failed"
     assert ledger_kinds(caller) == ["grant", "generation", "refund"]

@@ -23,6 +23,7 @@ import httpx
 from shared import errors
 from shared.db import get_db
 from shared.jobs import service as jobs
+from shared.media import scratch
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.mirror")
@@ -131,7 +132,7 @@ def mirror_job(job_id: UUID) -> bool:
         return False
     job: dict[str, Any] = db.call("job_for_provider", job=job_id)
     try:
-        with jobs.work_dir() as tmp:
+        with scratch.work_dir() as tmp:
             video, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumb.jpg"
             size = download(job["result_url"], video, max_bytes=settings.mirror_max_bytes)
             has_thumb = thumbnail(video, thumb)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from shared.billing import ledger as credits
 from shared.db import get_db
 from shared.media import images
 from shared.media.storage import get_storage
+from shared.providers import registry
 from shared.providers.base import JobRequest, Provider
 from shared.providers.catalog import ModelSpec, find_model
 from shared.providers.registry import get_provider
@@ -222,14 +220,13 @@ def cancel(user: User, job_id: UUID) -> VideoStatus:
     job = get_db().call("get_job", user=user.id, job=job_id)
     if job is None:
         raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
-    if job["provider"] == "fal":
-        from shared.jobs import hosted
+    provider = registry.find_provider(job["provider"])
+    if provider is not None and provider.remote_submit:
+        from shared.jobs import reconcile
 
-        hosted.cancel(job_id, user.id)
-    elif get_db().call("cancel_job", user=user.id, job=job_id) and job["provider"] == "local":
-        from shared.providers.local.engine_provider import get_local_engine
-
-        get_local_engine().job_canceled(job_id)  # stop its render now, wherever the engine runs
+        reconcile.cancel_remote(job_id, user.id)
+    elif get_db().call("cancel_job", user=user.id, job=job_id) and provider is not None:
+        provider.job_canceled(job_id)  # stop any work on it now, wherever it runs
     return status(user, job_id)
 
 
@@ -238,10 +235,10 @@ def status(user: User, job_id: UUID) -> VideoStatus:
     job = get_db().call("get_job", user=user.id, job=job_id)
     if job is None:
         raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
-    if job["provider"] == "fal" and job["status"] in ("pending", "processing"):
-        from shared.jobs import hosted
+    if job["status"] in ("pending", "processing"):
+        from shared.jobs import reconcile
 
-        if hosted.refresh_if_stale(job):
+        if reconcile.refresh_if_stale(job):
             job = get_db().call("get_job", user=user.id, job=job_id)
     return status_view(job)
 
@@ -268,20 +265,6 @@ def status_view(job: dict[str, Any]) -> VideoStatus:
         created_at=job.get("created_at"),
         updated_at=job.get("updated_at"),
     )
-
-
-def load_image(image_url: str, user_id: UUID) -> bytes:
-    """The bytes of a job's input image, from our storage or (bounded, checked) from the web."""
-    settings = get_settings()
-    storage = get_storage()
-    key = storage.key_for_url(image_url)
-    if key is not None:
-        from shared.media import uploads
-
-        data = storage.read(key, settings.max_image_bytes)
-        uploads.check_content(key, data)
-        return data
-    return images.fetch(image_url, settings, max_bytes=settings.max_image_bytes)
 
 
 def complete_with_files(
@@ -319,43 +302,3 @@ def fail(job_id: UUID, message: str, *, kind: str | None = None) -> bool:
     else:
         failed = get_db().call("fail_job_kind", job=job_id, error=message, kind=kind)
     return failed
-
-
-def work_dir(job_id: UUID | None = None) -> tempfile.TemporaryDirectory[str]:
-    """A scratch directory for one job's files, under I2V_HOME (so finished files can be renamed into storage).
-
-    Its name, ``job-<pid>-[<job id>-]<random>``, says which process uses it (see :func:`remove_stale_work_dirs`).
-    """
-    base = get_settings().home / "work"
-    base.mkdir(parents=True, exist_ok=True)
-    prefix = f"job-{os.getpid()}-" + (f"{job_id}-" if job_id is not None else "")
-    return tempfile.TemporaryDirectory(prefix=prefix, dir=base)
-
-
-def remove_stale_work_dirs() -> int:
-    """Delete the scratch directories of processes that are gone (e.g. killed mid-render); return how many.
-
-    A directory whose name carries the id of a live process other than this one is left alone: another i2v
-    process (``i2v reconcile``, a second server) may be using it.
-    """
-    base = get_settings().home / "work"
-    if not base.is_dir():
-        return 0
-    removed = 0
-    for path in base.glob("job-*"):
-        owner = path.name.split("-")[1]
-        if owner.isdigit() and (int(owner) == os.getpid() or _process_alive(int(owner))):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed += 1
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -8,11 +8,6 @@ from shared.providers.base import Provider
 _providers: dict[str, Provider] = {}
 
 
-def register(provider: Provider) -> None:
-    """Make a provider instance the one used for its name."""
-    _providers[provider.name] = provider
-
-
 def get_provider(name: str) -> Provider:
     """The provider registered under ``name``."""
     if name not in _providers:
@@ -21,6 +16,18 @@ def get_provider(name: str) -> Provider:
         return _providers[name]
     except KeyError as exc:
         raise errors.ModelUnavailable(f"The provider {name!r} is not installed in this deployment.") from exc
+
+
+def find_provider(name: str) -> Provider | None:
+    """The provider registered under ``name``, or None when this deployment has none of that name."""
+    _register_defaults()
+    return _providers.get(name)
+
+
+def all_providers() -> list[Provider]:
+    """Every provider installed in this deployment."""
+    _register_defaults()
+    return list(_providers.values())
 
 
 def unavailable_reason(name: str) -> str | None:

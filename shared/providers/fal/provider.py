@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -21,23 +21,22 @@ from shared import errors
 from shared import http as _http
 from shared.db import get_db
 from shared.media.storage import LocalStorage, get_storage
-from shared.providers.base import JobRequest, Provider, Submission
-from shared.providers.catalog import ModelSpec
+from shared.providers.base import (
+    CancelAnswer,
+    JobRef,
+    JobRequest,
+    Provider,
+    ProviderUpdate,
+    Submission,
+    UpdateKind,
+)
+from shared.providers.fal.signature import FalJwks, FalSignatureError, verify_fal_webhook
 from shared.settings import get_settings, public_base_url
+from shared.web import json_body
 
 log = logging.getLogger("i2v.fal")
 _IMAGE_URL_TTL_S = 6 * 3600
 _fal_client_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ProviderStatus:
-    """What the queue says about one request."""
-
-    state: Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "UNKNOWN"]
-    queue_position: int | None = None
-    logs: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
 
 
 def webhook_url(job_id: object) -> str:
@@ -66,6 +65,7 @@ class FalProvider(Provider):
 
     def __init__(self, client: httpx.Client | None = None) -> None:
         self._client = client
+        self._jwks_by_url: dict[str, FalJwks] = {}
         self._cdn_urls: dict[
             tuple[str, str], str
         ] = {}  # (user, content hash) -> fal CDN URL (also in Postgres)
@@ -103,18 +103,17 @@ class FalProvider(Provider):
         urls = {k: str(data[k]) for k in ("status_url", "response_url", "cancel_url") if data.get(k)}
         return Submission(request_id=str(data["request_id"]), urls=urls)
 
-    def _urls(self, job: dict[str, Any], spec: ModelSpec) -> dict[str, str]:
-        stored: dict[str, str] = job.get("urls") or {}
-        base = self._queue(f"{app_path(spec.endpoint)}/requests/{job['request_id']}")
+    def _urls(self, job: JobRef) -> dict[str, str]:
+        base = self._queue(f"{app_path(job.model.endpoint)}/requests/{job.request_id}")
         return {
-            "status_url": stored.get("status_url") or f"{base}/status",
-            "response_url": stored.get("response_url") or base,
-            "cancel_url": stored.get("cancel_url") or f"{base}/cancel",
+            "status_url": job.urls.get("status_url") or f"{base}/status",
+            "response_url": job.urls.get("response_url") or base,
+            "cancel_url": job.urls.get("cancel_url") or f"{base}/cancel",
         }
 
-    def status(self, job: dict[str, Any], spec: ModelSpec) -> ProviderStatus:
-        """The queue status of a submitted job (with logs)."""
-        url = self._urls(job, spec)["status_url"]
+    def status(self, job: JobRef) -> ProviderUpdate:
+        """The queue status of a submitted job (with logs); COMPLETED is a succeeded update without output."""
+        url = self._urls(job)["status_url"]
         resp = _http.request(
             self.client,
             "GET",
@@ -125,35 +124,44 @@ class FalProvider(Provider):
             headers=self._headers(),
         )
         if resp.status_code == 404:
-            return ProviderStatus("UNKNOWN", error="fal does not know this request")
+            return ProviderUpdate(
+                UpdateKind.UNKNOWN, job.request_id, message="fal does not know this request"
+            )
         if resp.status_code >= 400:
             raise errors.ProviderUnavailable(
                 f"fal status failed: {_http.error_detail(resp)}", provider=self.name
             )
         data = resp.json()
+        logs = tuple(entry for entry in (data.get("logs") or []) if isinstance(entry, dict))[-20:]
         state = data.get("status")
-        if state not in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"):
-            state = "UNKNOWN"
-        logs = [entry for entry in (data.get("logs") or []) if isinstance(entry, dict)][-20:]
-        return ProviderStatus(state, data.get("queue_position"), logs, data.get("error"))
+        if state == "COMPLETED" and data.get("error"):
+            return ProviderUpdate(
+                UpdateKind.FAILED, job.request_id, logs=logs, message=f"fal: {data['error']}"
+            )
+        kind = {
+            "IN_QUEUE": UpdateKind.QUEUED,
+            "IN_PROGRESS": UpdateKind.RUNNING,
+            "COMPLETED": UpdateKind.SUCCEEDED,
+        }.get(str(state), UpdateKind.UNKNOWN)
+        return ProviderUpdate(kind, job.request_id, queue_position=data.get("queue_position"), logs=logs)
 
-    def result(self, job: dict[str, Any], spec: ModelSpec) -> Any:
-        """The model output of a completed job; a model error raises ``ProviderJobFailed``."""
-        url = self._urls(job, spec)["response_url"]
+    def result(self, job: JobRef) -> ProviderUpdate:
+        """The model output of a completed job, or its model error as a failed update."""
+        url = self._urls(job)["response_url"]
         resp = _http.request(
             self.client, "GET", url, provider=self.name, idempotent=True, headers=self._headers()
         )
         if 400 <= resp.status_code < 500:
-            raise errors.ProviderJobFailed(
-                f"fal could not generate this video: {_http.error_detail(resp)}", provider=self.name
+            return ProviderUpdate(
+                UpdateKind.FAILED,
+                job.request_id,
+                message=f"fal: fal could not generate this video: {_http.error_detail(resp)}",
             )
-        return resp.json()
+        return ProviderUpdate(UpdateKind.SUCCEEDED, job.request_id, output=resp.json())
 
-    def cancel(
-        self, job: dict[str, Any], spec: ModelSpec
-    ) -> Literal["requested", "already_completed", "not_found"]:
+    def cancel(self, job: JobRef) -> CancelAnswer:
         """Ask fal to cancel; says whether it was accepted, too late, or unknown."""
-        url = self._urls(job, spec)["cancel_url"]
+        url = self._urls(job)["cancel_url"]
         resp = _http.request(
             self.client, "PUT", url, provider=self.name, idempotent=True, headers=self._headers()
         )
@@ -165,6 +173,40 @@ class FalProvider(Provider):
         if resp.status_code == 404:
             return "not_found"
         raise errors.ProviderError(f"fal cancel failed: {_http.error_detail(resp)}", provider=self.name)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> ProviderUpdate:
+        """Verify fal's Ed25519 signature over the raw body, then read the delivery."""
+        try:
+            verify_fal_webhook(dict(headers), body, self._jwks())
+        except FalSignatureError as exc:
+            raise errors.InvalidSignature(f"The fal webhook signature is not valid: {exc}") from exc
+        event = json_body(body)  # bounded nesting, no NUL or unpaired surrogate, finite numbers (else 400)
+        if not isinstance(event, dict):
+            raise errors.InvalidField("body", "The webhook body is not a JSON object.")
+        lowered = {k.lower(): v for k, v in headers.items()}
+        request_id = str(event.get("request_id") or "")
+        if not request_id or request_id != lowered.get("x-fal-webhook-request-id"):
+            raise errors.InvalidField(
+                "request_id", "The webhook body's request_id does not match the signed header."
+            )
+        payload = event.get("payload")
+        if event.get("status") == "OK" and payload is not None:
+            return ProviderUpdate(UpdateKind.SUCCEEDED, request_id, output=payload)
+        if isinstance(payload, dict) and payload.get("error_type") == "client_cancelled":
+            return ProviderUpdate(UpdateKind.CANCELED, request_id)
+        message = (
+            event.get("error") or event.get("payload_error") or _http.describe_error(payload) or "failed"
+        )
+        detail = _http.describe_error(payload)
+        if detail and detail not in str(message):
+            message = f"{message}: {detail}"
+        return ProviderUpdate(UpdateKind.FAILED, request_id, message=f"fal: {message}")
+
+    def _jwks(self) -> FalJwks:
+        url = get_settings().fal_jwks_url
+        if url not in self._jwks_by_url:
+            self._jwks_by_url[url] = FalJwks(url)
+        return self._jwks_by_url[url]
 
     def image_for_fal(self, image_url: str, user_id: object) -> str:
         """A URL fal can fetch: public URLs pass through; our objects are presigned (S3) or put on fal's CDN."""

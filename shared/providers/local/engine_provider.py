@@ -12,8 +12,8 @@ database about its job with each progress report, stopping when the job was canc
 A job is rendered by the engine that claimed it (``claim_engine_job``), once. Finishing is ordered so that a
 canceled job's files never reach storage: claim the completion (``begin_engine_completion``), move the files,
 then ``complete_job``; a cancel before the claim makes it fail and the files are discarded with the scratch
-directory. Jobs are finished through the same path hosted providers use (``jobs.complete_with_files`` /
-``jobs.fail``).
+directory. Jobs are finished through the update sink the server gives the engine when it starts (the job
+service applies a succeeded update with the files, or a failed one), the same path every provider's news takes.
 """
 
 from __future__ import annotations
@@ -27,13 +27,21 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from shared import errors
 from shared.db import get_db
-from shared.jobs import service as jobs
-from shared.providers.base import JobRequest, Provider, Submission
+from shared.media import inputs, scratch
+from shared.providers.base import (
+    JobRequest,
+    OutputFiles,
+    Provider,
+    ProviderUpdate,
+    Submission,
+    UpdateKind,
+    UpdateSink,
+)
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.local_engine")
@@ -78,6 +86,7 @@ class LocalEngine(Provider):
         self._channel: socket.socket | None = None  # to the engine in a sibling worker process
         self._warned_at = -1e9
         self.engine_id = ""
+        self._sink: UpdateSink | None = None
 
     @property
     def running(self) -> bool:
@@ -110,13 +119,18 @@ class LocalEngine(Provider):
         """Hand jobs and cancels to the engine running in a sibling process, through ``channel``."""
         self._channel = channel
 
-    def start(self, workers: int, *, inbox: socket.socket | None = None) -> None:
+    def start(
+        self, workers: int, *, inbox: socket.socket | None = None, sink: UpdateSink | None = None
+    ) -> None:
         """Start ``workers`` render threads and the thread that takes messages and picks up unfinished jobs.
 
         With ``workers`` 0 the engine accepts jobs but renders none: they wait, pending, for an engine that does.
         """
         if self._started:
             return
+        self._sink = sink or self._sink
+        if self._sink is None:
+            raise RuntimeError("the local engine needs an update sink to report its jobs to")
         self.engine_id = uuid.uuid4().hex
         self._stopping.clear()
         self._inbox = inbox
@@ -265,6 +279,8 @@ class LocalEngine(Provider):
             self._render_and_complete(job_id, job, render)
         except _Stopped as stopped:
             self._stopped(job_id, render, stopped.frame, stopped.frames)
+        except errors.InvalidField as exc:
+            self._fail(job_id, exc.message, kind="input")
         except errors.I2VError as exc:
             self._fail(job_id, exc.message)
         except Exception as exc:
@@ -281,9 +297,9 @@ class LocalEngine(Provider):
             render_video,
         )
 
-        image = jobs.load_image(job["image_url"], UUID(job["user_id"]))
+        image = inputs.load_image(job["image_url"])
         settings = job["settings"]
-        with jobs.work_dir(job_id) as tmp:
+        with scratch.work_dir(job_id) as tmp:
             video, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumb.jpg"
             try:
                 result = render_video(
@@ -306,20 +322,15 @@ class LocalEngine(Provider):
                 "begin_engine_completion", job=job_id, engine=self.engine_id, lease_s=LEASE_S
             ):
                 raise _Stopped(result.frames, result.frames)
-            jobs.complete_with_files(
-                job_id,
-                UUID(job["user_id"]),
-                video,
-                thumb,
-                result={
-                    "width": result.width,
-                    "height": result.height,
-                    "fps": result.fps,
-                    "frames": result.frames,
-                    "duration_s": result.duration_s,
-                    "motion": result.motion,
-                },
-            )
+            facts = {
+                "width": result.width,
+                "height": result.height,
+                "fps": result.fps,
+                "frames": result.frames,
+                "duration_s": result.duration_s,
+                "motion": result.motion,
+            }
+            self._report(job_id, ProviderUpdate(UpdateKind.SUCCEEDED, files=OutputFiles(video, thumb, facts)))
 
     def _stopped(self, job_id: UUID, render: _Render, frame: int, frames: int) -> None:
         """Log why a render stopped (its scratch files are gone already); on shutdown, give the claim back."""
@@ -336,12 +347,15 @@ class LocalEngine(Provider):
         why = "another engine holds the job now" if reason == "released" else f"the job is {reason}"
         log.info("render stopped: %s", why, extra={**extra, "status": reason})
 
-    def _fail(self, job_id: UUID, message: str) -> None:
+    def _fail(self, job_id: UUID, message: str, *, kind: Literal["provider", "input"] = "provider") -> None:
         log.info("render failed: %s", message, extra={"job_id": str(job_id)})
-        try:
-            jobs.fail(job_id, message)
-        except errors.InvalidTransition:  # canceled meanwhile: the cancel's refund stands, nothing else to do
+        applied = self._report(job_id, ProviderUpdate(UpdateKind.FAILED, message=message, failure_kind=kind))
+        if getattr(applied, "result", None) == "ignored":  # canceled meanwhile: the cancel's refund stands
             log.info("render failed after the job was canceled", extra={"job_id": str(job_id)})
+
+    def _report(self, job_id: UUID, update: ProviderUpdate) -> Any:
+        assert self._sink is not None
+        return self._sink(job_id, update)
 
     def _progress_reporter(self, job_id: UUID, render: _Render) -> Any:
         last = [time.monotonic()]

@@ -1,0 +1,148 @@
+"""Provider updates applied to jobs: the one place a provider's news changes a job.
+
+Webhooks are at-least-once and may come out of order or not at all; polls repeat them. Every step here is
+idempotent: a result is recorded once (``record_provider_result``), mirrored under a lease (``claim_mirror``),
+completed once (``complete_job``), and a failure refunds once (``fail_job``). Policy for a success that arrives
+after we gave up (our deadline) or after a cancel: the video is kept and delivered, the refund stands, nothing
+is charged again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from shared import errors
+from shared.db import get_db
+from shared.http import describe_error
+from shared.jobs import service as jobs
+from shared.providers import registry
+from shared.providers.base import ProviderUpdate, UpdateKind
+from shared.providers.catalog import find_model
+
+log = logging.getLogger("i2v.jobs.updates")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an update did; ``mirror`` names a job whose video should now be copied into storage."""
+
+    result: str
+    job_id: UUID | None = None
+    mirror: UUID | None = None
+
+
+def handle_webhook(
+    provider_name: str, headers: Mapping[str, str], body: bytes, job_hint: UUID | None
+) -> Applied:
+    """Verify and read a provider's delivery (its own format), then apply it to the job it names."""
+    provider = registry.get_provider(provider_name)
+    update = provider.parse_webhook(headers, body)
+    job_id = _find_job(provider_name, update.request_id, job_hint)
+    if job_id is None:
+        log.warning(
+            "webhook for an unknown request",
+            extra={"provider": provider_name, "request_id": update.request_id},
+        )
+        return Applied("unknown_request")
+    return apply(job_id, update)
+
+
+def _find_job(provider_name: str, request_id: str | None, job_hint: UUID | None) -> UUID | None:
+    db = get_db()
+    if request_id:
+        found = db.call("find_job_by_request", provider=provider_name, request_id=request_id)
+        if found is not None:
+            return UUID(str(found))
+    if job_hint is None:
+        return None
+    job = db.call("job_for_provider", job=job_hint)
+    if job is None or job["provider"] != provider_name or job["request_id"] not in (None, request_id):
+        return None
+    return job_hint  # submitted, but we crashed before recording the provider's id: re-attach
+
+
+def apply(job_id: UUID, update: ProviderUpdate) -> Applied:
+    """Apply one provider update to one job (idempotent; late or reordered news changes nothing)."""
+    if update.kind == UpdateKind.SUCCEEDED and update.files is not None:
+        return _complete_with_files(job_id, update)
+    if update.kind == UpdateKind.SUCCEEDED:
+        return _record_output(job_id, update)
+    if update.kind == UpdateKind.FAILED:
+        return Applied(_fail(job_id, update), job_id)
+    if update.kind == UpdateKind.CANCELED:
+        return Applied(_cancel_by_provider(job_id), job_id)
+    return Applied(str(update.kind), job_id)  # queued / running news is kept by polls (record_status)
+
+
+def _record_output(job_id: UUID, update: ProviderUpdate) -> Applied:
+    job = get_db().call("job_for_provider", job=job_id)
+    provider = job["provider"]
+    url = find_model(job["model"]).output_url(update.output)
+    if url is None:
+        message = f"{provider}: " + (describe_error(update.output) or "finished without a video.")
+        return Applied(_fail(job_id, ProviderUpdate(UpdateKind.FAILED, message=message)), job_id)
+    try:
+        recorded = get_db().call(
+            "record_provider_result",
+            job=job_id,
+            request_id=update.request_id or job["request_id"],
+            url=url,
+            result={"provider_output": update.output},
+        )
+    except errors.InvalidTransition as exc:
+        log.warning("%s result ignored: %s", provider, exc.message, extra={"job_id": str(job_id)})
+        return Applied("ignored", job_id)
+    if recorded is None:
+        return Applied("already_completed", job_id)
+    return Applied("recorded", job_id, mirror=job_id)
+
+
+def _complete_with_files(job_id: UUID, update: ProviderUpdate) -> Applied:
+    assert update.files is not None
+    job = get_db().call("job_for_provider", job=job_id)
+    done = jobs.complete_with_files(
+        job_id,
+        UUID(str(job["user_id"])),
+        update.files.video,
+        update.files.thumbnail,
+        result=update.files.facts,
+    )
+    return Applied("completed" if done else "already_completed", job_id)
+
+
+def _fail(job_id: UUID, update: ProviderUpdate) -> str:
+    try:
+        failed = jobs.fail(job_id, update.message or "failed", kind=update.failure_kind)
+    except errors.InvalidTransition:
+        return "ignored"  # completed or canceled already: a late or reordered delivery
+    return "failed" if failed else "already_failed"
+
+
+def _cancel_by_provider(job_id: UUID) -> str:
+    """The provider confirms a cancellation we asked for: the job ends canceled (refunded once)."""
+    job = get_db().call("job_for_provider", job=job_id)
+    try:
+        canceled = get_db().call("cancel_job", user=UUID(str(job["user_id"])), job=job_id)
+    except errors.InvalidTransition:
+        return "ignored"
+    return "canceled" if canceled else "already_canceled"
+
+
+def record_status(job_id: UUID, job: dict[str, Any], update: ProviderUpdate, next_poll_s: int) -> str:
+    """Keep what a poll said about a job still queued or running (status, queue position, logs)."""
+    status = {UpdateKind.QUEUED: "IN_QUEUE", UpdateKind.RUNNING: "IN_PROGRESS"}.get(
+        update.kind, job.get("provider_status") or "IN_QUEUE"
+    )
+    get_db().call(
+        "record_provider_status",
+        job=job_id,
+        status=status,
+        queue_position=update.queue_position,
+        logs=list(update.logs) or None,
+        next_poll_s=next_poll_s,
+    )
+    return str(update.kind)
