@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+
+class JobStatus(StrEnum):
+    """A job's status: the database's ``job_status`` enum (a test holds the two equal)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+#: The statuses of a job that is not finished: it may still change, be canceled, or be asked about.
+ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING})
 JobStatusName = Literal["pending", "processing", "completed", "failed", "canceled"]
 
 

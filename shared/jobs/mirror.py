@@ -22,8 +22,9 @@ import httpx
 
 from shared import errors
 from shared.db import get_db
-from shared.jobs import service as jobs
+from shared.jobs import lifecycle as jobs
 from shared.media import scratch
+from shared.schemas import ACTIVE_STATUSES
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.mirror")
@@ -152,6 +153,6 @@ def mirror_job(job_id: UUID) -> bool:
         log.warning(
             "mirroring failed", extra={"job_id": str(job_id), "attempt": attempts, "error": exc.message}
         )
-        if attempts >= MAX_ATTEMPTS and job["status"] in ("pending", "processing"):
+        if attempts >= MAX_ATTEMPTS and job["status"] in ACTIVE_STATUSES:
             jobs.fail(job_id, f"The finished video could not be copied: {exc.message}", kind="mirror")
         return False

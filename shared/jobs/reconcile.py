@@ -10,11 +10,12 @@ from uuid import UUID
 
 from shared import errors
 from shared.db import get_db
+from shared.jobs import lifecycle as jobs
 from shared.jobs import mirror, updates
-from shared.jobs import service as jobs
 from shared.providers import registry
 from shared.providers.base import JobRef, JobRequest, Provider, ProviderUpdate, UpdateKind
 from shared.providers.catalog import find_model
+from shared.schemas import ACTIVE_STATUSES
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.jobs.reconcile")
@@ -35,7 +36,7 @@ def poll(job_id: UUID) -> str:
     """Ask the provider about one submitted job and apply what it says (a lost webhook's stand-in)."""
     settings = get_settings()
     job = get_db().call("job_for_provider", job=job_id)
-    if job is None or job["status"] not in ("pending", "processing") or not job.get("request_id"):
+    if job is None or job["status"] not in ACTIVE_STATUSES or not job.get("request_id"):
         return "skipped"
     provider = registry.get_provider(job["provider"])
     ref = job_ref(job)
@@ -120,7 +121,7 @@ def refresh_if_stale(job: dict[str, Any]) -> bool:
     provider = registry.find_provider(str(job.get("provider")))
     if provider is None or not provider.remote_submit:
         return False
-    if job["status"] not in ("pending", "processing") or not job.get("request_id"):
+    if job["status"] not in ACTIVE_STATUSES or not job.get("request_id"):
         return False
     now = datetime.now(UTC)
     next_poll = job.get("next_poll_at")
@@ -142,9 +143,9 @@ def cancel_remote(job_id: UUID, user_id: UUID) -> None:
     job = db.call("job_for_provider", job=job_id)
     if job is None or str(job["user_id"]) != str(user_id):
         raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
-    if job.get("result_url") and job["status"] in ("pending", "processing"):
+    if job.get("result_url") and job["status"] in ACTIVE_STATUSES:
         raise errors.InvalidTransition("The video is finished and being saved; it can no longer be canceled.")
-    if job["status"] not in ("pending", "processing") or not job.get("request_id"):
+    if job["status"] not in ACTIVE_STATUSES or not job.get("request_id"):
         db.call(
             "cancel_job", user=user_id, job=job_id
         )  # not at the provider yet, or terminal: the procedure decides

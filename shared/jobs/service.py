@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -14,13 +13,14 @@ from shared import errors
 from shared.auth import User
 from shared.billing import ledger as credits
 from shared.db import get_db
+from shared.jobs import lifecycle
 from shared.media import images
 from shared.media.storage import get_storage
 from shared.providers import registry
 from shared.providers.base import JobRequest, Provider
 from shared.providers.catalog import ModelSpec, find_model
 from shared.providers.registry import get_provider
-from shared.schemas import GenerateVideoRequest, VideoStatus
+from shared.schemas import ACTIVE_STATUSES, GenerateVideoRequest, VideoStatus
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.jobs")
@@ -144,7 +144,7 @@ def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequ
     outcome = _outcome(result, user.id)
     if result["outcome"] == "created":
         job = JobRequest(UUID(outcome.body["job_id"]), user.id, p.spec, req.prompt, req.image_url, p.settings)
-        submit(job)
+        lifecycle.submit(job)
     return outcome
 
 
@@ -174,28 +174,6 @@ def _outcome(result: dict[str, Any], user_id: UUID) -> Outcome:
             "image_url", "No upload of yours has that URL; use create-upload-url first."
         )
     raise errors.I2VError(f"unexpected outcome {kind!r}")
-
-
-def submit(job: JobRequest) -> str:
-    """Hand a created job to its provider.
-
-    A definite refusal fails the job and refunds it; an unknown outcome (the request may have reached the
-    provider) is recorded and left to the webhook or the reconciler's deadline, never resubmitted.
-    """
-    provider = get_provider(job.model.provider)
-    try:
-        sub = provider.submit(job)
-    except errors.SubmitOutcomeUnknown as exc:
-        log.warning("submission outcome unknown", extra={"job_id": str(job.job_id), "error": exc.message})
-        get_db().call("mark_submit_unknown", job=job.job_id)
-        return "unknown"
-    except errors.I2VError as exc:
-        log.warning("submission failed", extra={"job_id": str(job.job_id), "error": exc.message})
-        fail(job.job_id, f"The provider refused the job: {exc.message}", kind="submit")
-        return "failed"
-    if provider.remote_submit:
-        get_db().call("mark_submitted", job=job.job_id, request_id=sub.request_id, urls=sub.urls or None)
-    return "submitted"
 
 
 def _check_image(user: User, spec: ModelSpec, url: str | None) -> str | None:
@@ -235,7 +213,7 @@ def status(user: User, job_id: UUID) -> VideoStatus:
     job = get_db().call("get_job", user=user.id, job=job_id)
     if job is None:
         raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
-    if job["status"] in ("pending", "processing"):
+    if job["status"] in ACTIVE_STATUSES:
         from shared.jobs import reconcile
 
         if reconcile.refresh_if_stale(job):
@@ -265,40 +243,3 @@ def status_view(job: dict[str, Any]) -> VideoStatus:
         created_at=job.get("created_at"),
         updated_at=job.get("updated_at"),
     )
-
-
-def complete_with_files(
-    job_id: UUID,
-    user_id: UUID,
-    video: Path,
-    thumbnail: Path | None,
-    *,
-    source_url: str | None = None,
-    result: dict[str, Any] | None = None,
-) -> bool:
-    """Mirror a finished video (and thumbnail) into storage, then mark the job completed."""
-    storage = get_storage()
-    video_key = f"videos/{user_id}/{job_id}.mp4"
-    storage.put_file(video_key, video, "video/mp4", move=True)
-    thumb_key = None
-    if thumbnail is not None and thumbnail.exists():
-        thumb_key = f"thumbnails/{user_id}/{job_id}.jpg"
-        storage.put_file(thumb_key, thumbnail, "image/jpeg", move=True)
-    done: bool = get_db().call(
-        "complete_job",
-        job=job_id,
-        video_key=video_key,
-        thumbnail_key=thumb_key,
-        source_url=source_url,
-        result=result or {},
-    )
-    return done
-
-
-def fail(job_id: UUID, message: str, *, kind: str | None = None) -> bool:
-    """Mark a job failed and refund it (once); ``kind`` records why (provider, submit, deadline, mirror, input)."""
-    if kind is None:
-        failed: bool = get_db().call("fail_job", job=job_id, error=message)
-    else:
-        failed = get_db().call("fail_job_kind", job=job_id, error=message, kind=kind)
-    return failed

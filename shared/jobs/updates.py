@@ -18,7 +18,7 @@ from uuid import UUID
 from shared import errors
 from shared.db import get_db
 from shared.http import describe_error
-from shared.jobs import service as jobs
+from shared.jobs import lifecycle as jobs
 from shared.providers import registry
 from shared.providers.base import ProviderUpdate, UpdateKind
 from shared.providers.catalog import find_model

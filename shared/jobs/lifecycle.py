@@ -1,0 +1,77 @@
+"""A job's life after it was created and paid for: handed to its provider, completed with its files in
+storage, or failed with its refund. The one layer that moves a created job along (the API-facing service, the
+update applier, the mirror and the reconciler all call it; it calls none of them)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from shared import errors
+from shared.db import get_db
+from shared.media.storage import get_storage
+from shared.providers.base import JobRequest
+from shared.providers.registry import get_provider
+
+log = logging.getLogger("i2v.jobs")
+
+
+def submit(job: JobRequest) -> str:
+    """Hand a created job to its provider.
+
+    A definite refusal fails the job and refunds it; an unknown outcome (the request may have reached the
+    provider) is recorded and left to the webhook or the reconciler's deadline, never resubmitted.
+    """
+    provider = get_provider(job.model.provider)
+    try:
+        sub = provider.submit(job)
+    except errors.SubmitOutcomeUnknown as exc:
+        log.warning("submission outcome unknown", extra={"job_id": str(job.job_id), "error": exc.message})
+        get_db().call("mark_submit_unknown", job=job.job_id)
+        return "unknown"
+    except errors.I2VError as exc:
+        log.warning("submission failed", extra={"job_id": str(job.job_id), "error": exc.message})
+        fail(job.job_id, f"The provider refused the job: {exc.message}", kind="submit")
+        return "failed"
+    if provider.remote_submit:
+        get_db().call("mark_submitted", job=job.job_id, request_id=sub.request_id, urls=sub.urls or None)
+    return "submitted"
+
+
+def complete_with_files(
+    job_id: UUID,
+    user_id: UUID,
+    video: Path,
+    thumbnail: Path | None,
+    *,
+    source_url: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> bool:
+    """Mirror a finished video (and thumbnail) into storage, then mark the job completed."""
+    storage = get_storage()
+    video_key = f"videos/{user_id}/{job_id}.mp4"
+    storage.put_file(video_key, video, "video/mp4", move=True)
+    thumb_key = None
+    if thumbnail is not None and thumbnail.exists():
+        thumb_key = f"thumbnails/{user_id}/{job_id}.jpg"
+        storage.put_file(thumb_key, thumbnail, "image/jpeg", move=True)
+    done: bool = get_db().call(
+        "complete_job",
+        job=job_id,
+        video_key=video_key,
+        thumbnail_key=thumb_key,
+        source_url=source_url,
+        result=result or {},
+    )
+    return done
+
+
+def fail(job_id: UUID, message: str, *, kind: str | None = None) -> bool:
+    """Mark a job failed and refund it (once); ``kind`` records why (provider, submit, deadline, mirror, input)."""
+    if kind is None:
+        failed: bool = get_db().call("fail_job", job=job_id, error=message)
+    else:
+        failed = get_db().call("fail_job_kind", job=job_id, error=message, kind=kind)
+    return failed
