@@ -256,7 +256,7 @@ begin
 end $$;
 
 -- One verified Stripe event, applied exactly once (one call per webhook delivery). p_data holds the fields
--- shared/billing.py extracted from data.object. Returns {"outcome": ...}.
+-- shared/billing/stripe_events.py extracted from data.object. Returns {"outcome": ...}.
 create or replace function apply_stripe_event(p_event_id text, p_type text, p_created bigint, p_data jsonb)
 returns jsonb language plpgsql as $$
 declare
