@@ -289,11 +289,9 @@ _AREAS = [
     (
         "billing path (jobs, images, storage, catalog)",
         (
-            "shared/jobs.py",
-            "shared/images.py",
-            "shared/storage.py",
+            "shared/jobs/",
+            "shared/media/",
             "shared/providers",
-            "shared/uploads.py",
             "functions/",
         ),
     ),
