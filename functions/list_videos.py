@@ -22,7 +22,7 @@ endpoint = Endpoint(
     tags=("videos",),
     params=(
         Param("status", description="pending|processing|completed|failed|canceled"),
-        Param("limit", "int", default=50, description="1-200"),
+        Param("limit", "int", default=50, minimum=1, maximum=200, description="jobs per page, 1-200"),
         Param("cursor", description="next_cursor of the previous page"),
     ),
     response="shared.schemas:VideoList",

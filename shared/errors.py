@@ -21,7 +21,6 @@ The tree (HTTP status, stable ``code``)::
       UploadAlreadyStored             409 upload_already_stored (an upload is written once; it never changes)
       PayloadTooLarge                 413 payload_too_large
       IdempotencyKeyReused            422 idempotency_key_reused
-      RateLimited                     429 rate_limited
       ProviderError                   502 provider_error
         ProviderJobFailed             502 provider_job_failed   (terminal: the job fails and is refunded)
         ProviderUnavailable           503 provider_unavailable  (retryable)
@@ -181,13 +180,6 @@ class IdempotencyKeyReused(I2VError):
 
     status = 422
     code = "idempotency_key_reused"
-
-
-class RateLimited(I2VError):
-    """Too many requests; retry later."""
-
-    status = 429
-    code = "rate_limited"
 
 
 class ProviderError(I2VError):

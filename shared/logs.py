@@ -93,13 +93,6 @@ def current() -> LogContext | None:
     return _context.get()
 
 
-def set_request_id(request_id: str) -> None:
-    """Record the request id on the current context (a no-op outside one)."""
-    ctx = _context.get()
-    if ctx is not None:
-        ctx.request_id = request_id
-
-
 def set_job(job_id: object) -> None:
     """Record which job the current work is about (a no-op outside a context)."""
     ctx = _context.get()
