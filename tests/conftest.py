@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,31 @@ def configured(**env: str) -> Iterator[None]:
             else:
                 os.environ[k] = v
         get_settings.cache_clear()
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    """Poll ``check`` until it returns something truthy (bounded: a hang fails the test, it is not a measure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def token_claims(**overrides: Any) -> dict[str, Any]:
+    """Claims of a valid Supabase access token for a new user, with ``overrides`` (None removes a claim)."""
+    now = int(time.time())
+    claims = {
+        "sub": str(uuid.uuid4()),
+        "aud": "authenticated",
+        "role": "authenticated",
+        "iat": now,
+        "exp": now + 600,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
 
 
 def debit_job(

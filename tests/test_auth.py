@@ -6,7 +6,6 @@ import base64
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from shared import errors
 from shared.auth import verify_token
 from shared.settings import Settings, get_settings
+from tests.conftest import token_claims
 
 SUPABASE_VECTOR_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 SUPABASE_VECTOR_TOKEN = (
@@ -29,19 +29,6 @@ SUPABASE_VECTOR_TOKEN = (
     "g4ODgtOTk5OS0wMDAwMDAwMDAwMDAiLCJhYWwiOiJhYWwxIiwiaXNfYW5vbnltb3VzIjpmYWxzZX0.wSQKKGGRDeo_-AgW2bQf1a6UaG-hVCC"
     "qckKQbZivn84"
 )
-
-
-def _claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {
-        "sub": str(uuid.uuid4()),
-        "aud": "authenticated",
-        "role": "authenticated",
-        "iat": now,
-        "exp": now + 600,
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
 
 
 def _hs(claims: dict[str, Any], secret: str | None = None) -> str:
@@ -61,21 +48,21 @@ def _get(stack: str, token: str) -> httpx.Response:
 
 def test_valid_token_is_accepted(stack: str) -> None:
     """A token signed with the server's secret, right audience and role, is accepted."""
-    assert _get(stack, _hs(_claims())).status_code == 200
+    assert _get(stack, _hs(token_claims())).status_code == 200
 
 
 @pytest.mark.parametrize(
     ("name", "make"),
     [
-        ("alg none", lambda: _unsigned(_claims())),
-        ("wrong secret", lambda: _hs(_claims(), "another-secret-that-is-at-least-32-bytes-long")),
-        ("wrong audience", lambda: _hs(_claims(aud="anon"))),
-        ("no audience", lambda: _hs(_claims(aud=None))),
-        ("expired", lambda: _hs(_claims(exp=int(time.time()) - 120, iat=int(time.time()) - 800))),
-        ("no exp", lambda: _hs(_claims(exp=None))),
-        ("no sub", lambda: _hs(_claims(sub=None))),
-        ("sub not a uuid", lambda: _hs(_claims(sub="alice"))),
-        ("anon role", lambda: _hs(_claims(role="anon"))),
+        ("alg none", lambda: _unsigned(token_claims())),
+        ("wrong secret", lambda: _hs(token_claims(), "another-secret-that-is-at-least-32-bytes-long")),
+        ("wrong audience", lambda: _hs(token_claims(aud="anon"))),
+        ("no audience", lambda: _hs(token_claims(aud=None))),
+        ("expired", lambda: _hs(token_claims(exp=int(time.time()) - 120, iat=int(time.time()) - 800))),
+        ("no exp", lambda: _hs(token_claims(exp=None))),
+        ("no sub", lambda: _hs(token_claims(sub=None))),
+        ("sub not a uuid", lambda: _hs(token_claims(sub="alice"))),
+        ("anon role", lambda: _hs(token_claims(role="anon"))),
         (
             "service key shape",
             lambda: _hs(
@@ -109,7 +96,7 @@ def test_missing_or_malformed_header_is_401(stack: str) -> None:
 def test_algorithms_outside_the_allow_list_are_refused() -> None:
     """A token signed correctly but with an algorithm outside the allow-list (HS512) is refused."""
     settings = Settings(supabase_jwt_secret="s" * 64)
-    token = jwt.encode(_claims(), "s" * 64, algorithm="HS512")
+    token = jwt.encode(token_claims(), "s" * 64, algorithm="HS512")
     with pytest.raises(errors.Unauthorized):
         verify_token(token, settings)
 
@@ -118,7 +105,7 @@ def test_rs256_header_without_jwks_is_refused() -> None:
     """Without SUPABASE_JWKS_URL an asymmetric-algorithm token is refused, never tried against the HMAC secret."""
     settings = Settings(supabase_jwt_secret="s" * 64)
     header = base64.urlsafe_b64encode(b'{"alg":"RS256","typ":"JWT"}').rstrip(b"=").decode()
-    body = base64.urlsafe_b64encode(json.dumps(_claims()).encode()).rstrip(b"=").decode()
+    body = base64.urlsafe_b64encode(json.dumps(token_claims()).encode()).rstrip(b"=").decode()
     with pytest.raises(errors.Unauthorized):
         verify_token(f"{header}.{body}.c2ln", settings)
 
@@ -181,7 +168,7 @@ def test_es256_token_verifies_from_jwks(jwks_server: tuple[str, ec.EllipticCurve
     """An ES256 token is verified with the JWKS key named by its kid; an unknown kid is refused."""
     url, key = jwks_server
     settings = Settings(supabase_jwks_url=url, supabase_jwt_secret="x" * 40)
-    claims = _claims()
+    claims = token_claims()
     good = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "test-kid"})
     assert str(verify_token(good, settings).id) == claims["sub"]
     stranger = ec.generate_private_key(ec.SECP256R1())

@@ -4,34 +4,20 @@ ordered in the database so that a canceled job's video never reaches storage."""
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shared.db import Database
 from shared.settings import get_settings
-from tests.conftest import Caller, debit_job
+from tests.conftest import Caller, debit_job, wait_for
 
 LONG = {
     "model_id": "local-motion",
     "prompt": "slow zoom in",
     "settings": {"duration": 10, "resolution": "1080p"},
 }
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
-    """Poll ``check`` until it returns something truthy (bounded: a hang fails the test, it is not a measure)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _stopped_record(caplog: pytest.LogCaptureFixture, job_id: str) -> logging.LogRecord | None:

@@ -25,24 +25,11 @@ from infra.server import free_port
 from shared.auth import mint_dev_token
 from shared.settings import Settings, get_settings
 from tests.billing_support import stripe_settings
-from tests.conftest import Caller, configured
+from tests.conftest import Caller, configured, token_claims
 from tests.test_auth import serve_jwks
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDITS = "/functions/v1/get-credits"
-
-
-def _claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {
-        "sub": str(uuid.uuid4()),
-        "aud": "authenticated",
-        "role": "authenticated",
-        "iat": now,
-        "exp": now + 600,
-    }
-    claims.update(overrides)
-    return claims
 
 
 def _refusal(stack: str, token: str) -> dict[str, Any]:
@@ -62,13 +49,13 @@ def test_401_says_why_the_token_is_refused(stack: str) -> None:
     secret = get_settings().jwt_secret()
     now = int(time.time())
     cases = {
-        "expired": jwt.encode(_claims(exp=now - 120, iat=now - 800), secret, algorithm="HS256"),
+        "expired": jwt.encode(token_claims(exp=now - 120, iat=now - 800), secret, algorithm="HS256"),
         "signature": jwt.encode(
-            _claims(), "another-secret-that-is-at-least-32-bytes-long", algorithm="HS256"
+            token_claims(), "another-secret-that-is-at-least-32-bytes-long", algorithm="HS256"
         ),
-        "audience": jwt.encode(_claims(aud="anon"), secret, algorithm="HS256"),
+        "audience": jwt.encode(token_claims(aud="anon"), secret, algorithm="HS256"),
         "missing_claim": jwt.encode(
-            {k: v for k, v in _claims().items() if k != "exp"}, secret, algorithm="HS256"
+            {k: v for k, v in token_claims().items() if k != "exp"}, secret, algorithm="HS256"
         ),
         "malformed": "not-a-jwt",
     }
@@ -88,7 +75,9 @@ def test_401_says_why_the_token_is_refused(stack: str) -> None:
 
 def test_401_names_a_wrong_issuer(stack: str) -> None:
     """With SUPABASE_JWT_ISSUER set, a token from another issuer is refused naming the expected issuer."""
-    token = jwt.encode(_claims(iss="https://other.supabase.co/auth/v1"), get_settings().jwt_secret(), "HS256")
+    token = jwt.encode(
+        token_claims(iss="https://other.supabase.co/auth/v1"), get_settings().jwt_secret(), "HS256"
+    )
     with configured(SUPABASE_JWT_ISSUER="https://mine.supabase.co/auth/v1"):
         err = _refusal(stack, token)
     assert err["details"]["reason"] == "issuer" and "https://mine.supabase.co/auth/v1" in err["message"]
@@ -100,7 +89,9 @@ def test_401_says_the_signing_key_is_unknown(stack: str) -> None:
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     jwk.update(kid="known", use="sig")
     with serve_jwks({"keys": [jwk]}) as url, configured(SUPABASE_JWKS_URL=url):
-        err = _refusal(stack, jwt.encode(_claims(), key, algorithm="ES256", headers={"kid": "rotated-out"}))
+        err = _refusal(
+            stack, jwt.encode(token_claims(), key, algorithm="ES256", headers={"kid": "rotated-out"})
+        )
     assert err["details"]["reason"] == "unknown_key" and "kid" in err["message"]
 
 

@@ -9,9 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from infra.server import free_port
 from shared.auth import mint_dev_token
 from shared.settings import Settings
-from tests.conftest import Caller
+from tests.conftest import Caller, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = {
@@ -33,17 +32,6 @@ LONG = {
     "settings": {"duration": 10, "resolution": "1080p"},
 }
 SHORT = {"model_id": "local-motion", "prompt": "pan left", "settings": {"duration": 1, "resolution": "480p"}}
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
-    """Poll ``check`` until it returns something truthy (bounded: a hang fails the test, it is not a measure)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,7 +15,7 @@ import pytest
 from shared import errors
 from shared.db import Database
 from shared.media.storage import LocalStorage, get_storage
-from tests.conftest import EXAMPLES, Caller
+from tests.conftest import EXAMPLES, Caller, wait_for
 
 IMAGE = (EXAMPLES / "square.jpg").read_bytes()
 SHA = hashlib.sha256(IMAGE).hexdigest()
@@ -135,11 +134,10 @@ def test_swapped_file_behind_our_back_is_not_rendered(caller: Caller) -> None:
     created = caller.generate(model_id="local-motion", image_url=url, settings={"duration": 1})
     assert created.status_code == 202, created.text
     job_id = created.json()["job_id"]
-    for _ in range(200):
-        job = caller.status(job_id).json()
-        if job["status"] in ("failed", "completed"):
-            break
-        time.sleep(0.05)
+    job = wait_for(
+        lambda: (j := caller.status(job_id).json())["status"] in ("failed", "completed") and j,
+        "the job to finish",
+    )
     assert job["status"] == "failed" and "content hash" in job["error_message"]
     assert caller.balance() == 5
 
