@@ -52,7 +52,6 @@ import functools
 import itertools
 import json
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -65,7 +64,6 @@ from typing import Any, TypeVar
 import httpx
 import jwt
 import pytest
-import uvicorn
 from appstoreserverlibrary.api_client import AppStoreServerAPIClient, AsyncAppStoreServerAPIClient
 from appstoreserverlibrary.models.Environment import Environment
 from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
@@ -78,6 +76,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.emulators._server import BackgroundServer
 
 __all__ = [
     "AUDIENCE",
@@ -712,7 +712,7 @@ class ReceivedNotification:
         return value
 
 
-class AppStoreAPIEmulator:
+class AppStoreAPIEmulator(BackgroundServer):
     """The App Store Server API host of one environment, over real HTTP; see the module docstring.
 
     Served: ``GET /inApps/v1/transactions/{transactionId}`` → 200 ``{"signedTransactionInfo": "<JWS>"}`` for
@@ -727,6 +727,10 @@ class AppStoreAPIEmulator:
     refused too: the reference does not say what Apple does then; this emulator is strict.
     """
 
+    _server_label = "App Store emulator"
+    _server_thread = "app-store-emulator"
+    _server_lifespan = "off"
+
     def __init__(
         self,
         *,
@@ -740,6 +744,7 @@ class AppStoreAPIEmulator:
     ) -> None:
         if environment not in (Environment.SANDBOX, Environment.PRODUCTION):
             raise ValueError("the App Store Server API has Production and Sandbox hosts only")
+        super().__init__(host=host, port=port)
         self.environment = environment
         self.pki = pki or default_pki()
         self.api_key = api_key or ApiKey.generate()
@@ -751,71 +756,12 @@ class AppStoreAPIEmulator:
         self._transactions: dict[str, str] = {}
         self._faults: list[list[Any]] = []  # [Fault, remaining]
         self._lock = threading.RLock()
-        self._host = host
-        self._port = port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-        self.port = 0
-        self.base_url = ""
         self.app = Starlette(
             routes=[
                 Route(TRANSACTION_PATH, self._get_transaction, methods=["GET"]),
                 Route(NOTIFICATION_SINK_PATH, self._sink, methods=["POST"]),
             ]
         )
-
-    # ---------------------------------------------------------------- lifecycle
-
-    def start(self) -> AppStoreAPIEmulator:
-        """Serve on a free port; returns self once uvicorn accepts connections."""
-        if self._thread is not None:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((self._host, self._port))
-        self._socket = sock
-        self.port = sock.getsockname()[1]
-        self.base_url = f"http://{self._host}:{self.port}"
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            ws="none",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="app-store-emulator", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("App Store emulator failed to start")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        """Stop the server and release its thread and socket (idempotent)."""
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-            if self._thread.is_alive():
-                self._server.force_exit = True
-                self._thread.join(5)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    def __enter__(self) -> AppStoreAPIEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---------------------------------------------------------------- the library's client
 

@@ -37,40 +37,33 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import ipaddress
 import json
-import logging
 import random
 import re
 import secrets
-import socket
 import ssl
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import certifi
 import httpx
 import pytest
-import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from tests.emulators._server import BackgroundServer, DropTruncatedLogs, serve_media
+from tests.emulators._server import self_signed_cert as self_signed_cert
 
 __all__ = [
     "DEFAULT_KEY",
@@ -368,43 +361,6 @@ class ReceivedWebhook:
         return json.loads(self.body)
 
 
-class _TruncatedError(Exception):
-    """Raised mid-body to drop the connection of a truncated download."""
-
-
-class _DropTruncatedLogs(logging.Filter):
-    """Keep the deliberate truncation out of uvicorn's error log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        while exc is not None:
-            if isinstance(exc, _TruncatedError):
-                return False
-            if isinstance(exc, BaseExceptionGroup) and any(
-                isinstance(e, _TruncatedError) for e in exc.exceptions
-            ):
-                return False
-            exc = exc.__cause__ or exc.__context__
-        return True
-
-
-class _TruncatedErrorResponse(Response):
-    """Announces the full Content-Length, sends part of the body, then drops the connection."""
-
-    def __init__(self, media: MediaFile) -> None:
-        super().__init__(status_code=200, media_type=media.content_type)
-        self.media = media
-        self.headers["content-length"] = str(media.length)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Send the headers and the first bytes, then fail so the server closes the connection."""
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        cut = self.media.truncate_at if self.media.truncate_at is not None else self.media.length // 2
-        for chunk in self.media.iter_chunks(0, cut):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        raise _TruncatedError("download truncated on purpose")
-
-
 class _CloseCdnWrites:
     """Answer CDN writes with ``Connection: close``: fal_client never closes its upload HTTP client."""
 
@@ -435,36 +391,6 @@ def _public_x(key: Ed25519PrivateKey, *, padded: bool) -> str:
     raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     x = base64.urlsafe_b64encode(raw).decode()
     return x if padded else x.rstrip("=")
-
-
-def self_signed_cert(directory: Path, host: str) -> tuple[Path, Path]:
-    """Write a self-signed certificate (its own CA) for ``host`` and localhost; returns (cert, key) paths."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fal emulator")])
-    now = datetime.now(UTC)
-    alt_names: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    try:
-        alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
-    except ValueError:
-        alt_names.append(x509.DNSName(host))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    return cert_path, key_path
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -499,8 +425,11 @@ _INGRESS_BODY = (
 # ----------------------------------------------------------------------------------------------------
 
 
-class FalEmulator:
+class FalEmulator(BackgroundServer):
     """An in-process fal.ai (queue, rest, CDN, JWKS) on one local HTTP server; see the module docstring."""
+
+    _server_label = "fal emulator"
+    _server_thread = "fal-emulator"
 
     def __init__(
         self,
@@ -520,6 +449,7 @@ class FalEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port, tls=tls, log_filter=DropTruncatedLogs())
         self.keys: set[str] = {key}
         self.key = key
         self.user_id = user_id
@@ -539,11 +469,6 @@ class FalEmulator:
         self.signing_key = Ed25519PrivateKey.from_private_bytes(TEST_SIGNING_SEED)
         self.unknown_key = Ed25519PrivateKey.from_private_bytes(UNKNOWN_SIGNING_SEED)
         self.published_keys: list[Ed25519PrivateKey] = [self.signing_key]
-        self.tls = tls
-        self.ca_file: str | None = None  # with tls: the certificate to trust (SSL_CERT_FILE)
-        self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
-        self._host = host
-        self._port = port
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._jobs: dict[str, Job] = {}
@@ -557,78 +482,7 @@ class FalEmulator:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: httpx.AsyncClient | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-        self._log_filter = _DropTruncatedLogs()
-        self.base_url = ""
-        self.port = 0
         self.app = self._build_app()
-
-    # ---------------------------------------------------------------- lifecycle
-
-    def start(self) -> FalEmulator:
-        """Start serving on a free port; returns self."""
-        if self._thread is not None:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((self._host, self._port))
-        self._socket = sock
-        port = sock.getsockname()[1]
-        self.port = port
-        tls_files: dict[str, Any] = {}
-        if self.tls:
-            self._tls_dir = tempfile.TemporaryDirectory(prefix="fal-emulator-")
-            cert, key = self_signed_cert(Path(self._tls_dir.name), self._host)
-            self.ca_file = str(cert)
-            tls_files = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-        self.base_url = f"{'https' if self.tls else 'http'}://{self._host}:{port}"
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            http="h11",
-            ws="none",
-            timeout_graceful_shutdown=2,
-            **tls_files,
-        )
-        self._server = uvicorn.Server(config)
-        logging.getLogger("uvicorn.error").addFilter(self._log_filter)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="fal-emulator", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("fal emulator failed to start")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        """Stop the server and release its thread and socket."""
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-            if self._thread.is_alive():
-                self._server.force_exit = True
-                self._thread.join(5)
-        if self._socket is not None:
-            self._socket.close()
-        if self._tls_dir is not None:
-            self._tls_dir.cleanup()
-            self._tls_dir = None
-        logging.getLogger("uvicorn.error").removeFilter(self._log_filter)
-        self._server = self._thread = self._socket = None
-
-    def __enter__(self) -> FalEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---------------------------------------------------------------- addresses
 
@@ -1590,31 +1444,7 @@ class FalEmulator:
         _, fault = await self._begin(request, "file", endpoint=endpoints, request_id=request_id)
         if fault is not None:
             return fault
-        if media is None or media.fault == "not_found":
-            return Response("Not Found", status_code=404, media_type="text/plain")
-        if media.delay_s:
-            await asyncio.sleep(media.delay_s)
-        if media.fault == "truncate":
-            return _TruncatedErrorResponse(media)
-        start, end, status = 0, media.length, 200
-        headers = {"Accept-Ranges": "bytes"}
-        match = re.fullmatch(r"bytes=(\d*)-(\d*)", request.headers.get("range", "").strip())
-        if match and (match.group(1) or match.group(2)):
-            if match.group(1):
-                start = int(match.group(1))
-                end = min(media.length, int(match.group(2)) + 1) if match.group(2) else media.length
-            else:
-                start = max(0, media.length - int(match.group(2)))
-            if start >= media.length or start >= end:
-                return Response(status_code=416, headers={"Content-Range": f"bytes */{media.length}"})
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{media.length}"
-        headers["Content-Length"] = str(end - start)
-        if request.method == "HEAD":
-            return Response(status_code=status, headers=headers, media_type=media.content_type)
-        return StreamingResponse(
-            media.iter_chunks(start, end), status_code=status, headers=headers, media_type=media.content_type
-        )
+        return await serve_media(request, media)
 
     # ---------------------------------------------------------------- the webhook sink
 

@@ -47,14 +47,11 @@ import hashlib
 import hmac
 import io
 import json
-import logging
 import math
 import re
 import secrets
-import socket
 import ssl
 import string
-import tempfile
 import threading
 import time
 import uuid
@@ -68,15 +65,14 @@ from urllib.parse import unquote_to_bytes, urlencode
 import certifi
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from tests.emulators.fal import DEFAULT_VIDEO_BYTES, MediaFile, self_signed_cert
+from tests.emulators._server import BackgroundServer, DropTruncatedLogs, serve_media
+from tests.emulators.fal import DEFAULT_VIDEO_BYTES, MediaFile, ReceivedWebhook
 
 __all__ = [
     "DEFAULT_TOKEN",
@@ -647,20 +643,6 @@ class WebhookDelivery:
 
 
 @dataclass
-class ReceivedWebhook:
-    """A POST received by the emulator's own webhook sink."""
-
-    headers: dict[str, str]
-    body: bytes
-    query: dict[str, str]
-    at: float = field(default_factory=time.time)
-
-    def json(self) -> Any:
-        """The body parsed as JSON."""
-        return json.loads(self.body)
-
-
-@dataclass
 class UploadedFile:
     """A file uploaded through the Files API."""
 
@@ -791,50 +773,16 @@ def _prefer_wait(header: str) -> int | None:
     return None
 
 
-class _TruncatedError(Exception):
-    """Raised mid-body to drop the connection of a truncated download."""
-
-
-class _DropTruncatedLogs(logging.Filter):
-    """Keep the deliberate truncation out of uvicorn's error log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        while exc is not None:
-            if isinstance(exc, _TruncatedError):
-                return False
-            if isinstance(exc, BaseExceptionGroup) and any(
-                isinstance(e, _TruncatedError) for e in exc.exceptions
-            ):
-                return False
-            exc = exc.__cause__ or exc.__context__
-        return True
-
-
-class _TruncatedResponse(Response):
-    """Announces the full Content-Length, sends part of the body, then drops the connection."""
-
-    def __init__(self, media: MediaFile) -> None:
-        super().__init__(status_code=200, media_type=media.content_type)
-        self.media = media
-        self.headers["content-length"] = str(media.length)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Send the headers and the first bytes, then fail so the server closes the connection."""
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        cut = self.media.truncate_at if self.media.truncate_at is not None else self.media.length // 2
-        for chunk in self.media.iter_chunks(0, cut):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        raise _TruncatedError("download truncated on purpose")
-
-
 # ----------------------------------------------------------------------------------------------------
 # The emulator
 # ----------------------------------------------------------------------------------------------------
 
 
-class ReplicateEmulator:
+class ReplicateEmulator(BackgroundServer):
     """An in-process Replicate API and delivery host on one local HTTP server; see the module docstring."""
+
+    _server_label = "replicate emulator"
+    _server_thread = "replicate-emulator"
 
     def __init__(
         self,
@@ -860,6 +808,7 @@ class ReplicateEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port, tls=tls, log_filter=DropTruncatedLogs())
         self.tokens: set[str] = {token}
         self.token = token
         self.webhook_secret = webhook_secret
@@ -895,11 +844,6 @@ class ReplicateEmulator:
         self.sink: list[ReceivedWebhook] = []
         self.files: dict[str, MediaFile] = {}  # delivery URL path -> file
         self.uploads: dict[str, UploadedFile] = {}
-        self.tls = tls
-        self.ca_file: str | None = None  # with tls: the certificate to trust (SSL_CERT_FILE)
-        self._tls_dir: tempfile.TemporaryDirectory[str] | None = None
-        self._host = host
-        self._port = port
         self._clock = _Clock()
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -914,77 +858,7 @@ class ReplicateEmulator:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: httpx.AsyncClient | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-        self._log_filter = _DropTruncatedLogs()
-        self.base_url = ""
-        self.port = 0
         self.app = self._build_app()
-
-    # ---------------------------------------------------------------- lifecycle
-
-    def start(self) -> ReplicateEmulator:
-        """Start serving on a free port; returns self."""
-        if self._thread is not None:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((self._host, self._port))
-        self._socket = sock
-        self.port = sock.getsockname()[1]
-        tls_files: dict[str, Any] = {}
-        if self.tls:
-            self._tls_dir = tempfile.TemporaryDirectory(prefix="replicate-emulator-")
-            cert, key = self_signed_cert(Path(self._tls_dir.name), self._host)
-            self.ca_file = str(cert)
-            tls_files = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-        self.base_url = f"{'https' if self.tls else 'http'}://{self._host}:{self.port}"
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            http="h11",
-            ws="none",
-            timeout_graceful_shutdown=2,
-            **tls_files,
-        )
-        self._server = uvicorn.Server(config)
-        logging.getLogger("uvicorn.error").addFilter(self._log_filter)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="replicate-emulator", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("replicate emulator failed to start")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        """Stop the server and release its thread and socket."""
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-            if self._thread.is_alive():
-                self._server.force_exit = True
-                self._thread.join(5)
-        if self._socket is not None:
-            self._socket.close()
-        if self._tls_dir is not None:
-            self._tls_dir.cleanup()
-            self._tls_dir = None
-        logging.getLogger("uvicorn.error").removeFilter(self._log_filter)
-        self._server = self._thread = self._socket = None
-
-    def __enter__(self) -> ReplicateEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---------------------------------------------------------------- addresses
 
@@ -2035,35 +1909,7 @@ class ReplicateEmulator:
             for p in self._predictions.values():
                 self._expire(p)
             media = self.files.get(path)
-        if media is None or media.fault == "not_found":
-            return Response("Not Found", status_code=404, media_type="text/plain")
-        if media.delay_s:
-            await asyncio.sleep(media.delay_s)
-        if media.fault == "truncate":
-            return _TruncatedResponse(media)
-        return self._ranged(request, media)
-
-    @staticmethod
-    def _ranged(request: Request, media: MediaFile) -> Response:
-        start, end, status = 0, media.length, 200
-        headers = {"Accept-Ranges": "bytes"}
-        match = re.fullmatch(r"bytes=(\d*)-(\d*)", request.headers.get("range", "").strip())
-        if match and (match.group(1) or match.group(2)):
-            if match.group(1):
-                start = int(match.group(1))
-                end = min(media.length, int(match.group(2)) + 1) if match.group(2) else media.length
-            else:
-                start = max(0, media.length - int(match.group(2)))
-            if start >= media.length or start >= end:
-                return Response(status_code=416, headers={"Content-Range": f"bytes */{media.length}"})
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{media.length}"
-        headers["Content-Length"] = str(end - start)
-        if request.method == "HEAD":
-            return Response(status_code=status, headers=headers, media_type=media.content_type)
-        return StreamingResponse(
-            media.iter_chunks(start, end), status_code=status, headers=headers, media_type=media.content_type
-        )
+        return await serve_media(request, media)
 
     async def _route_sink(self, request: Request) -> Response:
         """POST {base}/_sink/webhook: record a webhook; answer the scripted status, else ``sink_status``."""
