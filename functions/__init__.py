@@ -4,3 +4,35 @@ A function module imports only shared.web at the top; the service modules it cal
 them: pydantic, psycopg, PyJWT, stripe) are imported inside the function, so a Lambda's init phase stays short
 and each library loads only in the functions whose requests use it.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.web import Endpoint
+
+#: Every HTTP cloud function, in the order the OpenAPI document lists them (the one list: the local server,
+#: the OpenAPI writer and the route tests read it; serverless.yml is held equal to it by a test).
+HTTP_FUNCTIONS: tuple[str, ...] = (
+    "generate_video",
+    "get_video_status",
+    "list_models",
+    "get_credits",
+    "create_upload_url",
+    "cancel_video",
+    "fal_webhook",
+    "list_videos",
+    "status",
+    "quote",
+    "list_credit_packs",
+    "create_checkout_session",
+    "stripe_webhook",
+    "health",
+)
+
+
+def endpoints() -> list[Endpoint]:
+    """The endpoint of every HTTP cloud function (imports each module: for servers and tools, not a Lambda)."""
+    return [importlib.import_module(f"functions.{name}").endpoint for name in HTTP_FUNCTIONS]

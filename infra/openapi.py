@@ -54,16 +54,18 @@ def document() -> dict[str, Any]:
     """The OpenAPI document of the routed functions (the media routes of the local server are not in it)."""
     from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-    from infra.server import ENDPOINTS
+    from functions import endpoints
+
+    listed = endpoints()
 
     models = sorted(
-        {ref for e in ENDPOINTS for ref in (e.body, e.response) if ref}, key=lambda r: r.split(":")[1]
+        {ref for e in listed for ref in (e.body, e.response) if ref}, key=lambda r: r.split(":")[1]
     )
-    modes: dict[str, JsonSchemaMode] = {e.body: "validation" for e in ENDPOINTS if e.body}
-    modes |= {e.response: "serialization" for e in ENDPOINTS if e.response}
+    modes: dict[str, JsonSchemaMode] = {e.body: "validation" for e in listed if e.body}
+    modes |= {e.response: "serialization" for e in listed if e.response}
     _, schemas = models_json_schema([(load_model(ref), modes[ref]) for ref in models], ref_template=REF)
     paths: dict[str, Any] = {}
-    for endpoint in ENDPOINTS:
+    for endpoint in listed:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
     return {
         "openapi": "3.1.0",

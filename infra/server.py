@@ -19,22 +19,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from functions import (
-    cancel_video,
-    create_checkout_session,
-    create_upload_url,
-    fal_webhook,
-    generate_video,
-    get_credits,
-    get_video_status,
-    health,
-    list_credit_packs,
-    list_models,
-    list_videos,
-    quote,
-    status,
-    stripe_webhook,
-)
+from functions import endpoints
 from infra.upload_route import UploadRoute
 from shared import db as dbmod
 from shared import errors, logs
@@ -49,22 +34,7 @@ from shared.web import App, Endpoint, error_response, request_id
 log = logging.getLogger("i2v.server")
 
 #: Every HTTP cloud function, in the order the OpenAPI document lists them.
-ENDPOINTS: list[Endpoint] = [
-    generate_video.endpoint,
-    get_video_status.endpoint,
-    list_models.endpoint,
-    get_credits.endpoint,
-    create_upload_url.endpoint,
-    cancel_video.endpoint,
-    fal_webhook.endpoint,
-    list_videos.endpoint,
-    status.endpoint,
-    quote.endpoint,
-    list_credit_packs.endpoint,
-    create_checkout_session.endpoint,
-    stripe_webhook.endpoint,
-    health.endpoint,
-]
+ENDPOINTS: list[Endpoint] = endpoints()
 
 
 def media_router() -> APIRouter:
