@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import psutil
 
+from bench._serve import serve
 from bench._stack import RESULTS, machine
 
 ATTACK_BYTES = 1024**3
@@ -98,29 +94,11 @@ def attack(base: str, head: bytes, *, chunked: bool) -> dict[str, Any]:
 
 def main() -> None:
     """Run the attacks against a fresh ``i2v serve`` and save the results."""
-    home = Path(tempfile.mkdtemp(prefix="i2v-bench-hostile-"))
-    port = _free_port()
-    env = {**os.environ, "I2V_HOME": str(home), "LOG_LEVEL": "WARNING", "XDG_RUNTIME_DIR": str(home)}
-    env.pop("DATABASE_URL", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "client", "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait(base)
-        user = "11111111-2222-3333-4444-555555555555"
-        token = subprocess.run(
-            [sys.executable, "-m", "client", "dev-token", "--user", user],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+    user = uuid.UUID("11111111-2222-3333-4444-555555555555")
+    with serve(LOG_LEVEL="WARNING") as server, server.client(user) as client:
         data = b"0123456789"
         body = {"content_type": "image/jpeg", "size": 10, "sha256": hashlib.sha256(data).hexdigest()}
-        target = httpx.post(
-            f"{base}/functions/v1/create-upload-url", json=body, headers={"Authorization": f"Bearer {token}"}
-        ).json()
+        target = client.post("/functions/v1/create-upload-url", json=body).json()
         signed = urlsplit(target["upload_url"])
         key = f"uploads/{user}/{body['sha256']}.jpg"
         attacks = {
@@ -140,41 +118,19 @@ def main() -> None:
                 True,
             ),
         }
-        sampler = RssSampler(server.pid)
+        sampler = RssSampler(server.proc.pid)
         results: dict[str, Any] = {"rss_mib_start": sampler.now()}
         for name, (head, chunked) in attacks.items():
             with sampler:
-                outcome = attack(base, head.encode(), chunked=chunked)
+                outcome = attack(server.base_url, head.encode(), chunked=chunked)
             outcome["rss_mib_peak"] = sampler.peak
             outcome["rss_mib_after"] = sampler.now()
             results[name] = outcome
             print(name, outcome, flush=True)
         results["rss_mib_end"] = sampler.now()
-    finally:
-        server.terminate()
-        server.wait(30)
     out = {"benchmark": "hostile_bodies", "machine": machine(), "attack_bytes": ATTACK_BYTES, **results}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hostile_bodies.json").write_text(json.dumps(out, indent=2) + "\n")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/functions/v1/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not start")
 
 
 if __name__ == "__main__":
