@@ -14,7 +14,17 @@ from urllib.parse import parse_qsl
 from shared import errors
 from shared.media import storage
 from shared.media.uploads import LocalUploadReceiver
-from shared.web import ASGIApp, Receive, Scope, Send, error_response, request_id
+from shared.web import (
+    ASGIApp,
+    Receive,
+    Response,
+    Scope,
+    Send,
+    error_response,
+    request_headers,
+    request_id,
+    send_response,
+)
 
 PREFIX = "/storage/v1/upload/"
 
@@ -30,17 +40,18 @@ class UploadRoute:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        headers = request_headers(scope)
         rid = request_id(headers, scope)
         try:
             if scope["method"] != "PUT":
                 raise errors.MethodNotAllowed()
             await self._receive(scope, headers, receive)
+            answer = Response(200, {"x-request-id": rid}, b'{"stored":true}')
         except Exception as exc:  # rendered in the one error shape (5xx logged with their cause)
             answer = error_response(exc, rid, scope["path"])
-            await _respond(send, answer.status, answer.body, rid)
-            return
-        await _respond(send, 200, b'{"stored":true}', rid)
+        answer.headers.setdefault("content-type", "application/json")
+        answer.headers.setdefault("cache-control", "no-store")
+        await send_response(send, answer)
 
     async def _receive(self, scope: Scope, headers: dict[str, str], receive: Receive) -> None:
         local = storage.get_storage()
@@ -73,19 +84,3 @@ class UploadRoute:
             receiver.abort()
             raise
         await loop.run_in_executor(None, receiver.finish)
-
-
-async def _respond(send: Send, status: int, body: bytes, rid: str) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                (b"x-request-id", rid.encode("latin-1")),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

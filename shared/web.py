@@ -376,9 +376,9 @@ class App:
             elif scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
-        headers = _headers(scope)
+        headers = request_headers(scope)
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
-            await _send(send, Response(200, dict(PREFLIGHT_HEADERS), b""))
+            await send_response(send, Response(200, dict(PREFLIGHT_HEADERS), b""))
             return
         methods = self._routes.get(scope["path"])
         if methods is None and self._fallback is not None:
@@ -406,7 +406,7 @@ class App:
         response = await loop.run_in_executor(_executor(), serve_in_context, serve, endpoint, call, miss)
         if "origin" in headers:
             response.headers.update(CORS_HEADERS)
-        await _send(send, response, head=call.method == "HEAD")
+        await send_response(send, response, head=call.method == "HEAD")
         for task, args in response.background:
             await loop.run_in_executor(_executor(), _run_task, task, args, call.request_id)
 
@@ -547,7 +547,7 @@ def _wrap(exc: Exception) -> errors.I2VError:
     return err
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def request_headers(scope: Scope) -> dict[str, str]:
     """Request headers by lower-case name; repeated headers joined with commas (as API Gateway does)."""
     found: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", ()):
@@ -581,7 +581,8 @@ async def _read_body(receive: Receive, limit: int, content_length: str | None) -
     return b"".join(chunks), False
 
 
-async def _send(send: Send, response: Response, *, head: bool = False) -> None:
+async def send_response(send: Send, response: Response, *, head: bool = False) -> None:
+    """Send one whole response (its Content-Length set; no body for HEAD)."""
     headers = dict(response.headers)
     if response.body or response.status not in (204, 304):
         headers["content-length"] = str(len(response.body))
