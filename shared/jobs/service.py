@@ -16,6 +16,7 @@ from shared.db import get_db
 from shared.jobs import lifecycle
 from shared.media import images
 from shared.media.storage import get_storage
+from shared.media.uploads import UploadKey
 from shared.providers import registry
 from shared.providers.base import JobRequest, Provider
 from shared.providers.catalog import ModelSpec, find_model
@@ -187,10 +188,10 @@ def _check_image(user: User, spec: ModelSpec, url: str | None) -> str | None:
     if key is None:
         images.check_public_url(url, get_settings())
         return None
-    parts = key.split("/")
-    if len(parts) != 3 or parts[0] != "uploads" or parts[1] != str(user.id):
+    upload = UploadKey.parse(key)
+    if upload is None or upload.user_id != user.id:
         raise errors.InvalidField("image_url", "That storage URL is not one of your uploads.")
-    return parts[2].split(".", 1)[0]
+    return upload.sha256
 
 
 def cancel(user: User, job_id: UUID) -> VideoStatus:

@@ -52,6 +52,8 @@ class UploadKey:
             user_id = uuid.UUID(parts[1])
         except ValueError:
             return None
+        if str(user_id) != parts[1]:  # only the canonical spelling names an upload
+            return None
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha) or not ext:
             return None
         return cls(user_id, sha, ext)
@@ -106,7 +108,7 @@ def _stored_and_verified(user_id: uuid.UUID, record: dict[str, Any]) -> bool:
     if get_storage().info(record["storage_key"]) is None:
         return False
     try:
-        verify_stored(user_id, record)
+        _check_stored(user_id, record)
     except errors.InvalidField as exc:
         log.info("stored upload refused: %s", exc.message, extra={"event": "upload_refused"})
         return False
@@ -118,11 +120,16 @@ def verify_stored(user_id: uuid.UUID, record: dict[str, Any]) -> images.ImageInf
 
     Bytes that do not match are removed from storage (they can never be used) and refused with a 400.
     """
+    if get_storage().info(record["storage_key"]) is None:
+        raise errors.InvalidField("image_url", "The upload has not been completed; PUT the bytes first.")
+    return _check_stored(user_id, record)
+
+
+def _check_stored(user_id: uuid.UUID, record: dict[str, Any]) -> images.ImageInfo:
+    """``verify_stored`` for an object known to exist."""
     settings = get_settings()
     storage = get_storage()
     key = record["storage_key"]
-    if storage.info(key) is None:
-        raise errors.InvalidField("image_url", "The upload has not been completed; PUT the bytes first.")
     data = storage.read(key, settings.max_image_bytes)
     try:
         info = images.check_upload(

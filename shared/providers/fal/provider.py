@@ -21,6 +21,7 @@ from shared import errors
 from shared import http as _http
 from shared.db import get_db
 from shared.media.storage import LocalStorage, get_storage
+from shared.media.uploads import UploadKey
 from shared.providers.base import (
     CancelAnswer,
     JobRef,
@@ -218,7 +219,10 @@ class FalProvider(Provider):
             return storage.download_url(key, _IMAGE_URL_TTL_S)
         # The CDN cache is keyed by the hash of bytes we read and checked, and consulted only for content the
         # job's owner stored and verified: another user's file can never stand in for this one.
-        sha = key.rsplit("/", 1)[-1].split(".", 1)[0]
+        upload = UploadKey.parse(key)
+        if upload is None:
+            raise errors.ProviderJobFailed("The image is not an upload of ours.", provider=self.name)
+        sha = upload.sha256
         memo = (str(user_id), sha)
         cached = self._cdn_urls.get(memo) or get_db().call(
             "get_provider_upload", provider=self.name, user=user_id, sha256=sha
