@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
 import tempfile
 import time
 import uuid
@@ -118,6 +120,28 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def raw_http(base_url: str, request: bytes, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes (a request head, then maybe part of a body) on a fresh connection; read one answer, to its
+    Content-Length or to EOF; return (status, lower-case headers, body)."""
+    url = httpx.URL(base_url)
+    assert url.port is not None
+    data = b""
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(request)
+        if body:
+            sock.sendall(body)
+        while chunk := sock.recv(65536):
+            data += chunk
+            head, found, rest = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length: *(\d+)", head) if found else None
+            if length and len(rest) >= int(length.group(1)):
+                break
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, rest
 
 
 def token_claims(**overrides: Any) -> dict[str, Any]:

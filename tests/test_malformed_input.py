@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.billing_support import stripe_settings
-from tests.conftest import Caller, configured
+from tests.conftest import Caller, configured, raw_http
 from tests.emulators.fal import FalEmulator
 from tests.emulators.stripe import prepare_delivery
 from tests.test_auth import serve_jwks
@@ -267,19 +266,10 @@ def test_signed_fal_webhook_that_is_deep_or_not_an_object_is_400(
 
 
 def _raw_exchange(stack: str, request: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
-    """Send bytes on a fresh connection, read the answer to EOF; (status, headers, JSON body)."""
-    host, port = httpx.URL(stack).host, httpx.URL(stack).port
-    assert port is not None
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines)}
+    """Send bytes on a fresh connection and read the answer; (status, headers, JSON body)."""
+    status, headers, body = raw_http(stack, request)
     assert len(body) == int(headers["content-length"])
-    return int(status_line.split()[1]), headers, json.loads(body)
+    return status, headers, json.loads(body)
 
 
 @pytest.mark.parametrize(
