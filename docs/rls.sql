@@ -105,14 +105,14 @@ begin
     '_record_charge_refund', '_refund_job', '_settle_purchase_refunds', 'apply_stripe_event', 'begin_checkout',
     'begin_engine_completion', 'begin_upload', 'cancel_job', 'claim_engine_job', 'claim_mirror', 'claim_submit',
     'claimable_engine_jobs', 'complete_job', 'credit_ledger_apply', 'credit_ledger_immutable',
-    'credit_ledger_recover_debt', 'engine_progress', 'ensure_account', 'fail_job', 'fail_job_kind',
-    'find_job_by_request', 'get_credits', 'get_job', 'get_provider_upload', 'get_purchase', 'get_upload',
-    'grant_credits', 'job_counts', 'job_for_provider', 'job_for_worker', 'ledger_mismatches', 'list_videos',
-    'mark_processing', 'mark_submit_unknown', 'mark_submitted', 'mirror_attempts', 'purchase_mismatches',
-    'purge_idempotency_keys', 'purge_stripe_events', 'put_provider_upload', 'reconcile_candidates',
-    'record_checkout', 'record_provider_result', 'record_provider_status', 'release_checkout', 'release_engine_job',
-    'release_mirror', 'set_job_progress', 'start_generation', 'touch_updated_at', 'unfinished_jobs',
-    'uploads_immutable', 'upsert_model', 'verify_upload', 'video_jobs_log_event'
+    'credit_ledger_recover_debt', 'engine_progress', 'ensure_account', 'fail_job', 'find_job_by_request',
+    'get_credits', 'get_job', 'get_provider_upload', 'get_purchase', 'get_upload', 'grant_credits', 'job_counts',
+    'job_for_provider', 'job_record', 'ledger_mismatches', 'list_videos', 'mark_processing', 'mark_submit_unknown',
+    'mark_submitted', 'purchase_mismatches', 'purge_idempotency_keys', 'purge_stripe_events', 'put_provider_upload',
+    'reconcile_candidates', 'record_checkout', 'record_provider_result', 'record_provider_status',
+    'release_checkout', 'release_engine_job', 'release_mirror', 'set_job_progress', 'start_generation',
+    'touch_updated_at', 'unfinished_jobs', 'uploads_immutable', 'upsert_model', 'verify_upload',
+    'video_jobs_log_event'
        ])
   loop
     execute format('revoke execute on function %s from public, anon, authenticated', f);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.limits import LIST_PAGE_LIMIT
 from shared.web import Call, Endpoint, Param, lambda_handler
 
 
@@ -19,7 +20,16 @@ endpoint = Endpoint(
     "/functions/v1/get-credits",
     get_credits,
     tags=("credits",),
-    params=(Param("limit", "int", default=50, minimum=1, maximum=200, description="ledger entries, 1-200"),),
+    params=(
+        Param(
+            "limit",
+            "int",
+            default=50,
+            minimum=1,
+            maximum=LIST_PAGE_LIMIT,
+            description=f"ledger entries, 1-{LIST_PAGE_LIMIT}",
+        ),
+    ),
     response="shared.schemas:Credits",
 )
 handler = lambda_handler(endpoint)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.limits import LIST_PAGE_LIMIT
 from shared.web import Call, Endpoint, Param, lambda_handler
 
 
@@ -22,7 +23,14 @@ endpoint = Endpoint(
     tags=("videos",),
     params=(
         Param("status", description="pending|processing|completed|failed|canceled"),
-        Param("limit", "int", default=50, minimum=1, maximum=200, description="jobs per page, 1-200"),
+        Param(
+            "limit",
+            "int",
+            default=50,
+            minimum=1,
+            maximum=LIST_PAGE_LIMIT,
+            description=f"jobs per page, 1-{LIST_PAGE_LIMIT}",
+        ),
         Param("cursor", description="next_cursor of the previous page"),
     ),
     response="shared.schemas:VideoList",

@@ -56,7 +56,6 @@ _JOB_TRANSITIONS = frozenset(
         "release_mirror",
         "complete_job",
         "fail_job",
-        "fail_job_kind",
         "cancel_job",
     }
 )

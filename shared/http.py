@@ -1,4 +1,5 @@
-"""Provider HTTP: one client factory, bounded retries with backoff and Retry-After, a circuit breaker per provider.
+"""Outbound HTTP: the one client factory (provider calls, image fetches, mirroring, key fetches); for provider
+calls, bounded retries with backoff and Retry-After and a circuit breaker per provider.
 
 httpx errors are mapped to our errors here and nowhere else. Retries are declared per error: timeouts (only for
 idempotent calls), connection failures, 408/409/429 and 5xx. A submit whose request may have reached the provider
@@ -83,10 +84,22 @@ def breaker(provider: str) -> CircuitBreaker:
         return _breakers[provider]
 
 
-def make_client(**kwargs: Any) -> httpx.Client:
-    """The HTTP client providers use (timeouts from settings)."""
-    timeout = get_settings().provider_http_timeout_s
-    return httpx.Client(timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)), **kwargs)
+USER_AGENT = "i2v/0.1.0"
+
+
+def make_client(
+    timeout: float | None = None,
+    *,
+    connect: float | None = None,
+    follow_redirects: bool = False,
+    **kwargs: Any,
+) -> httpx.Client:
+    """An outbound HTTP client: ``timeout`` per read/write (default: the provider call timeout from settings),
+    ``connect`` for the connection (default: the smaller of 5 s and ``timeout``), our User-Agent."""
+    total = get_settings().provider_http_timeout_s if timeout is None else timeout
+    limit = httpx.Timeout(total, connect=min(5.0, total) if connect is None else connect)
+    headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
+    return httpx.Client(timeout=limit, follow_redirects=follow_redirects, headers=headers, **kwargs)
 
 
 def _retry_hook(exc: Exception) -> bool | float:

@@ -12,7 +12,8 @@ of ``sql/procedures/``:
 * a trigger is created right after its function, only when missing, so that re-applying the files takes no table
   lock that would wait for a writer; a numbered migration that changes a trigger drops it, and the procedure
   file creates the new one;
-* a numbered migration must not call these functions: on a fresh database they do not exist yet while it runs.
+* a numbered migration must not call these functions: on a fresh database they do not exist yet while it runs;
+* a limit Python enforces too is written ``{{NAME}}`` and filled in from ``shared.limits`` (defined once).
 
 Every step takes the same transaction-scoped advisory lock, so concurrent migrators take turns, and holds no
 session state, so it works through a transaction-mode pooler; each file is sent as one simple-protocol message.
@@ -23,12 +24,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from shared import limits
 from shared.db import Database
 from shared.errors import I2VError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 PROCEDURES = "procedures"  # the subdirectory of the SQL directory holding the procedure files
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_CONSTANT = re.compile(r"\{\{([A-Z_]+)\}\}")
 _LOCK_ID = 0x1272_0001  # one advisory lock id: concurrent migrators take turns
 
 _BOOTSTRAP = """
@@ -59,6 +62,19 @@ def procedure_files(directory: Path = SQL_DIR) -> list[Path]:
 
 class MigrationError(RuntimeError):
     """A migration or procedure file failed; nothing of it was applied."""
+
+
+def render_procedures(text: str) -> str:
+    """A procedure file with each ``{{NAME}}`` replaced by its value in ``shared.limits``."""
+    constants = limits.sql_constants()
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in constants:
+            raise MigrationError(f"{{{{{name}}}}} is not a constant of shared.limits")
+        return str(constants[name])
+
+    return _CONSTANT.sub(value, text)
 
 
 def migrate(db: Database, directory: Path = SQL_DIR) -> list[str]:
@@ -107,7 +123,7 @@ def _apply_procedures(db: Database, files: list[Path]) -> None:
         with db.transaction() as tx:
             tx.query("select pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             for current in files:
-                tx.script(current.read_text())
+                tx.script(render_procedures(current.read_text()))
     except I2VError as exc:
         raise MigrationError(f"{PROCEDURES}/{current.name}: {exc.__cause__ or exc}") from exc
 

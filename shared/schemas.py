@@ -10,8 +10,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# The database's job_status enum, value for value (tests/test_layout.py holds the two equal).
 class JobStatus(StrEnum):
-    """A job's status: the database's ``job_status`` enum (a test holds the two equal)."""
+    """A job's status: pending, then processing, then one of completed, failed or canceled."""
 
     PENDING = "pending"
     PROCESSING = "processing"
@@ -22,7 +23,6 @@ class JobStatus(StrEnum):
 
 #: The statuses of a job that is not finished: it may still change, be canceled, or be asked about.
 ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING})
-JobStatusName = Literal["pending", "processing", "completed", "failed", "canceled"]
 
 
 class VideoSettings(BaseModel):
@@ -49,7 +49,7 @@ class GenerateVideoResponse(BaseModel):
     """A job was created (or replayed for the same Idempotency-Key)."""
 
     job_id: UUID
-    status: JobStatusName
+    status: JobStatus
     credits_used: int
 
 
@@ -57,7 +57,7 @@ class VideoStatus(BaseModel):
     """Body of GET get-video-status."""
 
     job_id: UUID
-    status: JobStatusName
+    status: JobStatus
     video_url: str | None = None
     thumbnail_url: str | None = None
     error_message: str | None = None
@@ -166,7 +166,7 @@ class VideoList(BaseModel):
 class JobCounts(BaseModel):
     """Body of GET status: the caller's jobs counted by status."""
 
-    counts: dict[JobStatusName, int]
+    counts: dict[JobStatus, int]
     total: int
 
 

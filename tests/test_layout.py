@@ -21,6 +21,8 @@ LAYERS: dict[str, int] = {
     "shared.auth": 0,
     "shared.http": 0,
     "shared.schemas": 0,
+    "shared.limits": 0,
+    "shared.records": 0,
     "shared.web": 0,
     "shared.media": 1,
     "shared.providers": 2,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 
 from infra.postgres import EmbeddedPostgres
+from shared import errors
 from shared.db import Database
 from shared.migrations import (
     SQL_DIR,
@@ -21,6 +23,7 @@ from shared.migrations import (
     migrate,
     migration_files,
     procedure_files,
+    render_procedures,
     sync_models,
 )
 from tests.conftest import empty_database
@@ -43,7 +46,7 @@ def procedure_definitions() -> dict[str, list[tuple[str, str]]]:
     """Every function sql/procedures/ defines: name -> [(file name, body between its dollar quotes)]."""
     found: dict[str, list[tuple[str, str]]] = {}
     for path in procedure_files():
-        text = path.read_text()
+        text = render_procedures(path.read_text())
         for match in _CREATE_FUNCTION.finditer(text):
             assert match.group(1), f"{path.name}: {match.group(2)} must be created with create or replace"
             opening = _DOLLAR_QUOTE.search(text, match.end())
@@ -101,7 +104,8 @@ def test_sql_dir_is_the_repos() -> None:
 
 
 def test_every_function_is_defined_once_in_sql_procedures(fresh_db: Database) -> None:
-    """Each live function has exactly one definition, in sql/procedures/, and runs that file's body verbatim."""
+    """Each live function has exactly one definition, in sql/procedures/, and runs that file's body verbatim
+    (its ``{{NAME}}`` constants filled in from shared.limits)."""
     migrate(fresh_db)
     defined = procedure_definitions()
     with fresh_db.transaction() as tx:
@@ -210,3 +214,36 @@ def test_a_failing_procedure_file_changes_nothing(fresh_db: Database, tmp_path: 
     with fresh_db.transaction() as tx:
         assert tx.query("select to_regprocedure('probe()')") == [(None,)]
         assert tx.query("select count(*) from schema_migrations") == [(len(migration_files()),)]
+
+
+def test_procedure_constants_come_from_shared_limits(fresh_db: Database) -> None:
+    """A limit the procedures enforce is the Python constant: list_videos refuses one past LIST_PAGE_LIMIT."""
+    from shared import limits
+
+    assert "{{LIST_PAGE_LIMIT}}" in (SQL_DIR / "procedures" / "jobs.sql").read_text()
+    migrate(fresh_db)
+    user = uuid.uuid4()
+    page = fresh_db.call(
+        "list_videos",
+        user=user,
+        status=None,
+        limit=limits.LIST_PAGE_LIMIT,
+        cursor_created=None,
+        cursor_id=None,
+    )
+    assert page == {"jobs": [], "next": None}
+    with pytest.raises(errors.BadRequest, match=f"between 1 and {limits.LIST_PAGE_LIMIT}"):
+        fresh_db.call(
+            "list_videos",
+            user=user,
+            status=None,
+            limit=limits.LIST_PAGE_LIMIT + 1,
+            cursor_created=None,
+            cursor_id=None,
+        )
+
+
+def test_an_unknown_procedure_constant_is_refused() -> None:
+    """A procedure file naming a constant shared.limits does not define cannot be applied."""
+    with pytest.raises(MigrationError, match="NO_SUCH_LIMIT"):
+        render_procedures("select {{NO_SUCH_LIMIT}};")

@@ -130,8 +130,8 @@ def test_upgraded_database_equals_a_fresh_one(
         # The comparison sees a changed body and a changed default.
         with upgraded.transaction() as tx:
             tx.script(
-                "create or replace function mirror_attempts(p_job uuid) returns int language sql stable"
-                " as $$ select 0 $$;"
+                "create or replace function job_for_provider(p_job uuid) returns jsonb language sql stable"
+                " as $$ select null::jsonb $$;"
                 "alter table uploads alter column width set default 0"
             )
         changed = snapshot(upgraded)

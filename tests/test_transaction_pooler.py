@@ -21,7 +21,7 @@ import pytest
 from infra.postgres import EmbeddedPostgres
 from shared import errors
 from shared.db import Database, get_db
-from shared.migrations import migrate, procedure_files
+from shared.migrations import migrate, procedure_files, render_procedures
 
 PGBOUNCER = shutil.which("pgbouncer") or next(
     (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(p).exists()), None
@@ -173,4 +173,6 @@ def test_migrate_through_the_pooler_while_clients_call(pooler: str, pooled: Data
     # A traced Query is "F <length> Query <text>"; the length counts itself (4 bytes) and the closing NUL.
     sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F\t")]
     lengths = sorted(int(f[1]) for f in sent if f[2] == "Query" and f[3].startswith(' "-- Live definitions'))
-    assert lengths == sorted(len(path.read_bytes()) + 5 for path in procedure_files())
+    assert lengths == sorted(
+        len(render_procedures(path.read_text()).encode()) + 5 for path in procedure_files()
+    )

@@ -70,8 +70,5 @@ def complete_with_files(
 
 def fail(job_id: UUID, message: str, *, kind: str | None = None) -> bool:
     """Mark a job failed and refund it (once); ``kind`` records why (provider, submit, deadline, mirror, input)."""
-    if kind is None:
-        failed: bool = get_db().call("fail_job", job=job_id, error=message)
-    else:
-        failed = get_db().call("fail_job_kind", job=job_id, error=message, kind=kind)
+    failed: bool = get_db().call("fail_job", job=job_id, error=message, kind=kind)
     return failed

@@ -9,17 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
 from uuid import UUID
 
 from shared import errors
 from shared.auth import User
 from shared.db import get_db
 from shared.jobs.service import status_view
-from shared.schemas import JobCounts, JobStatusName, VideoList, VideoSummary
+from shared.limits import LIST_PAGE_LIMIT
+from shared.records import Job
+from shared.schemas import JobCounts, JobStatus, VideoList, VideoSummary
 
-STATUSES: list[str] = list(get_args(JobStatusName))
-MAX_LIMIT = 200
+STATUSES: list[str] = [str(s) for s in JobStatus]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -44,23 +44,20 @@ def list_videos(user: User, status: str | None, limit: int, cursor: str | None) 
     """One page of the caller's jobs, newest first, optionally of one status."""
     if status is not None and status not in STATUSES:
         raise errors.InvalidField("status", f"Unknown status {status!r}.", allowed=STATUSES)
-    if not 1 <= limit <= MAX_LIMIT:
-        raise errors.InvalidField("limit", f"limit must be between 1 and {MAX_LIMIT}.")
+    if not 1 <= limit <= LIST_PAGE_LIMIT:
+        raise errors.InvalidField("limit", f"limit must be between 1 and {LIST_PAGE_LIMIT}.")
     after: tuple[datetime | None, UUID | None] = decode_cursor(cursor) if cursor else (None, None)
     page = get_db().call(
         "list_videos", user=user.id, status=status, limit=limit, cursor_created=after[0], cursor_id=after[1]
     )
-    videos = [_summary(job) for job in page["jobs"]]
+    videos = [_summary(Job.from_record(record)) for record in page["jobs"]]
     nxt = page.get("next")
     next_cursor = encode_cursor(datetime.fromisoformat(nxt["created_at"]), UUID(nxt["id"])) if nxt else None
     return VideoList(videos=videos, next_cursor=next_cursor)
 
 
-def _summary(job: dict[str, Any]) -> VideoSummary:
-    view = status_view(job)
-    return VideoSummary(
-        **view.model_dump(), prompt=job.get("prompt") or "", settings=job.get("settings") or {}
-    )
+def _summary(job: Job) -> VideoSummary:
+    return VideoSummary(**status_view(job).model_dump(), prompt=job.prompt, settings=job.settings)
 
 
 def job_counts(user: User) -> JobCounts:

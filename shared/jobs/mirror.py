@@ -3,7 +3,7 @@
 The download streams to a temporary file in bounded chunks (memory stays flat whatever the size), checks the
 content type and that every announced byte arrived, makes a thumbnail, and stores both atomically: no partial
 object is ever visible. One job is mirrored by one worker at a time (a lease in Postgres); a failed attempt is
-retried by the reconciler, and after ``MAX_ATTEMPTS`` the job fails and is refunded.
+retried by the reconciler, and after ``limits.MIRROR_ATTEMPT_LIMIT`` the job fails and is refunded.
 
 On AWS the copy runs in its own function (functions/mirror_video.py, MIRROR_FUNCTION): fal-webhook records the
 verdict, hands the job over with an asynchronous invocation (``hand_off``) and answers fal at once.
@@ -20,22 +20,22 @@ from uuid import UUID
 
 import httpx
 
-from shared import errors
+from shared import errors, limits
 from shared.db import get_db
+from shared.http import make_client
 from shared.jobs import lifecycle as jobs
 from shared.media import scratch
-from shared.schemas import ACTIVE_STATUSES
+from shared.records import load_job
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.mirror")
-MAX_ATTEMPTS = 10
 _CHUNK = 1 << 20
 _VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
 
 
 def download(url: str, dest: Path, *, max_bytes: int, client: httpx.Client | None = None) -> int:
     """Stream ``url`` into ``dest`` (bounded memory); refuse non-video content, oversize and truncated bodies."""
-    own = client or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+    own = client or make_client(60.0, connect=10.0, follow_redirects=True)
     written = 0
     try:
         with own.stream("GET", url) as resp:
@@ -131,28 +131,30 @@ def mirror_job(job_id: UUID) -> bool:
     db = get_db()
     if not db.call("claim_mirror", job=job_id, lease_s=settings.mirror_lease_s):
         return False
-    job: dict[str, Any] = db.call("job_for_provider", job=job_id)
+    job = load_job(job_id)  # its mirror_attempts counts this attempt
+    if job is None or job.result_url is None:
+        return False
     try:
         with scratch.work_dir() as tmp:
             video, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumb.jpg"
-            size = download(job["result_url"], video, max_bytes=settings.mirror_max_bytes)
+            size = download(job.result_url, video, max_bytes=settings.mirror_max_bytes)
             has_thumb = thumbnail(video, thumb)
             done = jobs.complete_with_files(
                 job_id,
-                UUID(job["user_id"]),
+                job.user_id,
                 video,
                 thumb if has_thumb else None,
-                source_url=job["result_url"],
+                source_url=job.result_url,
                 result={"bytes": size},
             )
         log.info("mirrored", extra={"job_id": str(job_id), "bytes": size})
         return done
     except errors.MirrorError as exc:
         db.call("release_mirror", job=job_id)
-        attempts = int(db.call("mirror_attempts", job=job_id) or 0)
         log.warning(
-            "mirroring failed", extra={"job_id": str(job_id), "attempt": attempts, "error": exc.message}
+            "mirroring failed",
+            extra={"job_id": str(job_id), "attempt": job.mirror_attempts, "error": exc.message},
         )
-        if attempts >= MAX_ATTEMPTS and job["status"] in ACTIVE_STATUSES:
+        if job.mirror_attempts >= limits.MIRROR_ATTEMPT_LIMIT and job.active:
             jobs.fail(job_id, f"The finished video could not be copied: {exc.message}", kind="mirror")
         return False

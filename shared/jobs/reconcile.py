@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 from shared import errors
@@ -15,30 +14,30 @@ from shared.jobs import mirror, updates
 from shared.providers import registry
 from shared.providers.base import JobRef, JobRequest, Provider, ProviderUpdate, UpdateKind
 from shared.providers.catalog import find_model
-from shared.schemas import ACTIVE_STATUSES
+from shared.records import Job, load_job
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.jobs.reconcile")
 
 
-def job_ref(job: dict[str, Any]) -> JobRef:
+def job_ref(job: Job) -> JobRef:
     """A submitted job as its provider needs to ask about it."""
     return JobRef(
-        job_id=UUID(str(job["job_id"])),
-        user_id=UUID(str(job["user_id"])),
-        model=find_model(job["model"]),
-        request_id=str(job["request_id"]),
-        urls=job.get("urls") or {},
+        job_id=job.job_id,
+        user_id=job.user_id,
+        model=find_model(job.model),
+        request_id=str(job.request_id),
+        urls=job.urls,
     )
 
 
 def poll(job_id: UUID) -> str:
     """Ask the provider about one submitted job and apply what it says (a lost webhook's stand-in)."""
     settings = get_settings()
-    job = get_db().call("job_for_provider", job=job_id)
-    if job is None or job["status"] not in ACTIVE_STATUSES or not job.get("request_id"):
+    job = load_job(job_id)
+    if job is None or not job.active or not job.request_id:
         return "skipped"
-    provider = registry.get_provider(job["provider"])
+    provider = registry.get_provider(job.provider)
     ref = job_ref(job)
     update = provider.status(ref)
     if update.kind == UpdateKind.SUCCEEDED and update.output is None and update.files is None:
@@ -59,8 +58,8 @@ def poll(job_id: UUID) -> str:
     )
 
 
-def _past_deadline(job: dict[str, Any]) -> bool:
-    created = datetime.fromisoformat(str(job["created_at"]))
+def _past_deadline(job: Job) -> bool:
+    created = job.created_at or datetime.now(UTC)
     return (datetime.now(UTC) - created).total_seconds() > get_settings().job_deadline_s
 
 
@@ -69,15 +68,10 @@ def resubmit(job_id: UUID) -> str:
     db = get_db()
     if not db.call("claim_submit", job=job_id):
         return "skipped"
-    job = db.call("job_for_provider", job=job_id)
-    request = JobRequest(
-        job_id,
-        UUID(job["user_id"]),
-        find_model(job["model"]),
-        job["prompt"],
-        job["image_url"],
-        job["settings"],
-    )
+    job = load_job(job_id)
+    if job is None:
+        return "skipped"
+    request = JobRequest(job_id, job.user_id, find_model(job.model), job.prompt, job.image_url, job.settings)
     return jobs.submit(request)
 
 
@@ -115,23 +109,21 @@ def reconcile_once(limit: int = 100) -> dict[str, int]:
     return counts
 
 
-def refresh_if_stale(job: dict[str, Any]) -> bool:
+def refresh_if_stale(job: Job) -> bool:
     """Poll the provider once for a remote job the status endpoint finds stale (rate-limited by
     ``next_poll_at``)."""
-    provider = registry.find_provider(str(job.get("provider")))
+    provider = registry.find_provider(job.provider)
     if provider is None or not provider.remote_submit:
         return False
-    if job["status"] not in ACTIVE_STATUSES or not job.get("request_id"):
+    if not job.active or not job.request_id:
         return False
     now = datetime.now(UTC)
-    next_poll = job.get("next_poll_at")
-    if next_poll and datetime.fromisoformat(str(next_poll)) > now:
+    if job.next_poll_at and job.next_poll_at > now:
         return False
-    updated = datetime.fromisoformat(str(job["updated_at"]))
-    if (now - updated).total_seconds() < get_settings().status_stale_s:
+    if job.updated_at and (now - job.updated_at).total_seconds() < get_settings().status_stale_s:
         return False
     try:
-        poll(UUID(str(job["job_id"])))
+        poll(job.job_id)
     except errors.I2VError as exc:
         log.info("status refresh failed: %s", exc.message)
     return True
@@ -140,17 +132,17 @@ def refresh_if_stale(job: dict[str, Any]) -> bool:
 def cancel_remote(job_id: UUID, user_id: UUID) -> None:
     """Cancel a job at its remote provider; refund only when the provider accepted before completing."""
     db = get_db()
-    job = db.call("job_for_provider", job=job_id)
-    if job is None or str(job["user_id"]) != str(user_id):
+    job = load_job(job_id, user=user_id)
+    if job is None:
         raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
-    if job.get("result_url") and job["status"] in ACTIVE_STATUSES:
+    if job.result_url and job.active:
         raise errors.InvalidTransition("The video is finished and being saved; it can no longer be canceled.")
-    if job["status"] not in ACTIVE_STATUSES or not job.get("request_id"):
+    if not job.active or not job.request_id:
         db.call(
             "cancel_job", user=user_id, job=job_id
         )  # not at the provider yet, or terminal: the procedure decides
         return
-    answer = registry.get_provider(job["provider"]).cancel(job_ref(job))
+    answer = registry.get_provider(job.provider).cancel(job_ref(job))
     if answer == "already_completed":
         poll(job_id)  # the job completes normally
         return

@@ -21,7 +21,8 @@ from shared.providers import registry
 from shared.providers.base import JobRequest, Provider
 from shared.providers.catalog import ModelSpec, find_model
 from shared.providers.registry import get_provider
-from shared.schemas import ACTIVE_STATUSES, GenerateVideoRequest, VideoStatus
+from shared.records import Job, load_job
+from shared.schemas import GenerateVideoRequest, JobStatus, VideoStatus
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.jobs")
@@ -196,10 +197,10 @@ def _check_image(user: User, spec: ModelSpec, url: str | None) -> str | None:
 
 def cancel(user: User, job_id: UUID) -> VideoStatus:
     """Cancel one of the caller's unfinished jobs, refunding it (a second cancel changes nothing)."""
-    job = get_db().call("get_job", user=user.id, job=job_id)
+    job = load_job(job_id, user=user.id)
     if job is None:
         raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
-    provider = registry.find_provider(job["provider"])
+    provider = registry.find_provider(job.provider)
     if provider is not None and provider.remote_submit:
         from shared.jobs import reconcile
 
@@ -211,36 +212,33 @@ def cancel(user: User, job_id: UUID) -> VideoStatus:
 
 def status(user: User, job_id: UUID) -> VideoStatus:
     """The caller's job as the API shows it; another user's job is indistinguishable from none (404)."""
-    job = get_db().call("get_job", user=user.id, job=job_id)
+    job = load_job(job_id, user=user.id)
     if job is None:
         raise errors.JobNotFound(f"No job {job_id} for this user.", job_id=str(job_id))
-    if job["status"] in ACTIVE_STATUSES:
+    if job.active:
         from shared.jobs import reconcile
 
         if reconcile.refresh_if_stale(job):
-            job = get_db().call("get_job", user=user.id, job=job_id)
+            job = load_job(job_id, user=user.id) or job
     return status_view(job)
 
 
-def status_view(job: dict[str, Any]) -> VideoStatus:
-    """Shape a job row for the API, signing media URLs."""
+def status_view(job: Job) -> VideoStatus:
+    """Shape a job for the API, signing media URLs."""
     ttl = get_settings().media_url_ttl_s
     storage = get_storage()
-    done = job["status"] == "completed"
+    done = job.status == JobStatus.COMPLETED
     return VideoStatus(
-        job_id=job["job_id"],
-        status=job["status"],
-        progress=job.get("progress"),
-        video_url=storage.download_url(job["video_key"], ttl) if done and job.get("video_key") else None,
-        thumbnail_url=storage.download_url(job["thumbnail_key"], ttl)
-        if done and job.get("thumbnail_key")
-        else None,
-        error_message=job.get("error_message"),
-        queue_position=job.get("queue_position"),
-        logs=[str(entry.get("message", "")) for entry in (job.get("logs") or []) if isinstance(entry, dict)]
-        or None,
-        model=job.get("model"),
-        credits_used=job.get("credits_used"),
-        created_at=job.get("created_at"),
-        updated_at=job.get("updated_at"),
+        job_id=job.job_id,
+        status=job.status,
+        progress=job.progress,
+        video_url=storage.download_url(job.video_key, ttl) if done and job.video_key else None,
+        thumbnail_url=storage.download_url(job.thumbnail_key, ttl) if done and job.thumbnail_key else None,
+        error_message=job.error_message,
+        queue_position=job.queue_position,
+        logs=[str(entry.get("message", "")) for entry in job.logs if isinstance(entry, dict)] or None,
+        model=job.model,
+        credits_used=job.credits_used,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 from shared import errors
@@ -22,6 +21,7 @@ from shared.jobs import lifecycle as jobs
 from shared.providers import registry
 from shared.providers.base import ProviderUpdate, UpdateKind
 from shared.providers.catalog import find_model
+from shared.records import Job, load_job
 
 log = logging.getLogger("i2v.jobs.updates")
 
@@ -59,8 +59,8 @@ def _find_job(provider_name: str, request_id: str | None, job_hint: UUID | None)
             return UUID(str(found))
     if job_hint is None:
         return None
-    job = db.call("job_for_provider", job=job_hint)
-    if job is None or job["provider"] != provider_name or job["request_id"] not in (None, request_id):
+    job = load_job(job_hint)
+    if job is None or job.provider != provider_name or job.request_id not in (None, request_id):
         return None
     return job_hint  # submitted, but we crashed before recording the provider's id: re-attach
 
@@ -79,9 +79,11 @@ def apply(job_id: UUID, update: ProviderUpdate) -> Applied:
 
 
 def _record_output(job_id: UUID, update: ProviderUpdate) -> Applied:
-    job = get_db().call("job_for_provider", job=job_id)
-    provider = job["provider"]
-    url = find_model(job["model"]).output_url(update.output)
+    job = load_job(job_id)
+    if job is None:
+        return Applied("unknown_job")
+    provider = job.provider
+    url = find_model(job.model).output_url(update.output)
     if url is None:
         message = f"{provider}: " + (describe_error(update.output) or "finished without a video.")
         return Applied(_fail(job_id, ProviderUpdate(UpdateKind.FAILED, message=message)), job_id)
@@ -89,7 +91,7 @@ def _record_output(job_id: UUID, update: ProviderUpdate) -> Applied:
         recorded = get_db().call(
             "record_provider_result",
             job=job_id,
-            request_id=update.request_id or job["request_id"],
+            request_id=update.request_id or job.request_id,
             url=url,
             result={"provider_output": update.output},
         )
@@ -103,10 +105,12 @@ def _record_output(job_id: UUID, update: ProviderUpdate) -> Applied:
 
 def _complete_with_files(job_id: UUID, update: ProviderUpdate) -> Applied:
     assert update.files is not None
-    job = get_db().call("job_for_provider", job=job_id)
+    job = load_job(job_id)
+    if job is None:
+        return Applied("unknown_job")
     done = jobs.complete_with_files(
         job_id,
-        UUID(str(job["user_id"])),
+        job.user_id,
         update.files.video,
         update.files.thumbnail,
         result=update.files.facts,
@@ -124,18 +128,20 @@ def _fail(job_id: UUID, update: ProviderUpdate) -> str:
 
 def _cancel_by_provider(job_id: UUID) -> str:
     """The provider confirms a cancellation we asked for: the job ends canceled (refunded once)."""
-    job = get_db().call("job_for_provider", job=job_id)
+    job = load_job(job_id)
+    if job is None:
+        return "unknown_job"
     try:
-        canceled = get_db().call("cancel_job", user=UUID(str(job["user_id"])), job=job_id)
+        canceled = get_db().call("cancel_job", user=job.user_id, job=job_id)
     except errors.InvalidTransition:
         return "ignored"
     return "canceled" if canceled else "already_canceled"
 
 
-def record_status(job_id: UUID, job: dict[str, Any], update: ProviderUpdate, next_poll_s: int) -> str:
+def record_status(job_id: UUID, job: Job, update: ProviderUpdate, next_poll_s: int) -> str:
     """Keep what a poll said about a job still queued or running (status, queue position, logs)."""
     status = {UpdateKind.QUEUED: "IN_QUEUE", UpdateKind.RUNNING: "IN_PROGRESS"}.get(
-        update.kind, job.get("provider_status") or "IN_QUEUE"
+        update.kind, job.provider_status or "IN_QUEUE"
     )
     get_db().call(
         "record_provider_status",

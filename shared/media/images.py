@@ -177,7 +177,9 @@ def fetch(url: str, settings: Settings, *, max_bytes: int, client: httpx.Client 
     """
     import httpx
 
-    own = client or httpx.Client(timeout=httpx.Timeout(20.0, connect=5.0), follow_redirects=False)
+    from shared.http import make_client
+
+    own = client or make_client(20.0, connect=5.0)
     try:
         for _ in range(_MAX_REDIRECTS + 1):
             addresses = check_public_url(url, settings)

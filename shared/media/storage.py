@@ -15,6 +15,8 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -299,7 +301,8 @@ class S3Storage(Storage):
         counter = _CountingReader(stream, max_bytes, exact)
         # upload_fileobj streams in parts; the object appears only when the whole upload completes, and a
         # stream refused half-way aborts the multipart upload.
-        self.client.upload_fileobj(counter, self.bucket, key, ExtraArgs={"ContentType": content_type})
+        with _s3_errors():
+            self.client.upload_fileobj(counter, self.bucket, key, ExtraArgs={"ContentType": content_type})
         return counter.count
 
     def read(self, key: str, max_bytes: int) -> bytes:
@@ -308,18 +311,16 @@ class S3Storage(Storage):
             raise errors.NotFound("No such object.")
         if info.size > max_bytes:
             raise errors.PayloadTooLarge(f"The object is larger than {max_bytes} bytes.")
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        return bytes(body.read())
+        with _s3_errors():
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return bytes(body.read())
 
     def info(self, key: str) -> ObjectInfo | None:
-        from botocore.exceptions import ClientError
-
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise errors.ServiceUnavailable("Object storage is not reachable.") from exc
+            with _s3_errors():
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except errors.NotFound:
+            return None
         return ObjectInfo(int(head["ContentLength"]), head.get("ContentType"))
 
     def download_url(self, key: str, ttl_s: int) -> str:
@@ -350,12 +351,14 @@ class S3Storage(Storage):
         return UploadTarget(str(url), "PUT", headers, int(time.time()) + ttl_s)
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=key)
+        with _s3_errors():
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def keep(self, key: str) -> None:
         if self.tag_uploads:
             tags = {"TagSet": [{"Key": UPLOAD_TAG, "Value": "verified"}]}
-            self.client.put_object_tagging(Bucket=self.bucket, Key=key, Tagging=tags)
+            with _s3_errors():
+                self.client.put_object_tagging(Bucket=self.bucket, Key=key, Tagging=tags)
 
     def ref_url(self, key: str) -> str:
         if self.endpoint_url:
@@ -366,6 +369,22 @@ class S3Storage(Storage):
         base = self.ref_url("")
         clean = url.split("?", 1)[0]
         return clean[len(base) :] or None if clean.startswith(base) else None
+
+
+@contextmanager
+def _s3_errors() -> Iterator[None]:
+    """boto's errors as ours, in one place: a missing object is NotFound, anything else ServiceUnavailable."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NotFound"):
+            raise errors.NotFound("No such object.") from exc
+        raise errors.ServiceUnavailable(f"Object storage refused the request ({code or 'error'}).") from exc
+    except BotoCoreError as exc:
+        raise errors.ServiceUnavailable("Object storage is not reachable.") from exc
 
 
 class _CountingReader:

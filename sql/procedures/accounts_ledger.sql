@@ -64,7 +64,7 @@ begin
     'entries', coalesce((
       select jsonb_agg(e order by e.id desc) from (
         select id, delta, kind, reason, job_id, created_at from credit_ledger
-         where user_id = p_user order by id desc limit p_limit) e), '[]'::jsonb));
+         where user_id = p_user order by id desc limit least(p_limit, {{LIST_PAGE_LIMIT}})) e), '[]'::jsonb));
 end $$;
 
 -- An operator grant (or a correction): one ledger row, idempotent on p_ref when given.

@@ -34,8 +34,7 @@ begin
                         engine_id = p_engine, engine_lease_until = now() + make_interval(secs => p_lease_s),
                         finishing_until = null
    where id = p_job;
-  return jsonb_build_object('job_id', j.id, 'user_id', j.user_id, 'status', 'processing', 'model', j.model_slug,
-                            'prompt', j.prompt, 'image_url', j.image_url, 'settings', j.settings);
+  return (select job_record(v) from video_jobs v where v.id = p_job);
 end $$;
 
 -- Local-engine jobs an engine may claim now (pending, or processing with a lapsed claim), oldest first.

@@ -141,8 +141,9 @@ begin
   return case when found then debited else 0 end;
 end $$;
 
--- pending|processing -> failed, refunding the debit once. Failing a failed job is a no-op (false).
-create or replace function fail_job(p_job uuid, p_error text) returns boolean
+-- pending|processing -> failed, refunding the debit once, remembering why when p_kind is given (provider
+-- verdict, submit, deadline, mirror, input). Failing a failed job is a no-op (false).
+create or replace function fail_job(p_job uuid, p_error text, p_kind text default null) returns boolean
 language plpgsql as $$
 declare
   st job_status := _job_status_for_update(p_job);
@@ -153,22 +154,11 @@ begin
     raise exception 'job % is % and cannot move to failed', p_job, st using errcode = 'I2V03';
   end if;
   update video_jobs set status = 'failed', error_message = left(coalesce(p_error, 'generation failed'), 2000),
-                        finished_at = now()
+                        failure_kind = coalesce(p_kind, failure_kind), finished_at = now()
    where id = p_job;
   perform _refund_job(p_job, 'refund: generation failed');
   update idempotency_keys set state = 'done' where job_id = p_job and state = 'in_progress';
   return true;
-end $$;
-
--- pending|processing -> failed with a refund, remembering why (provider verdict, submission, deadline, ...).
-create or replace function fail_job_kind(p_job uuid, p_error text, p_kind text) returns boolean
-language plpgsql as $$
-begin
-  if fail_job(p_job, p_error) then
-    update video_jobs set failure_kind = p_kind where id = p_job;
-    return true;
-  end if;
-  return false;
 end $$;
 
 -- pending|processing -> completed; and the late-delivery case (the late-success policy, providers.sql).
@@ -222,25 +212,25 @@ begin
   return true;
 end $$;
 
--- One job as the API shows it (adds the provider's queue position and logs).
-create or replace function get_job(p_user uuid, p_job uuid) returns jsonb
+-- One job as the code reads it (shared/records.py, Job): the one projection of a video_jobs row.
+create or replace function job_record(j video_jobs) returns jsonb
 language sql stable as $$
   select jsonb_build_object(
-    'job_id', id, 'status', status, 'model', model_slug, 'provider', provider, 'prompt', prompt,
-    'settings', settings, 'credits_used', credits_used, 'progress', progress,
-    'video_key', video_key, 'thumbnail_key', thumbnail_key, 'error_message', error_message,
-    'queue_position', queue_position, 'logs', provider_logs, 'late_delivery', late_delivery,
-    'request_id', provider_request_id, 'next_poll_at', next_poll_at,
-    'created_at', created_at, 'updated_at', updated_at, 'finished_at', finished_at)
-  from video_jobs where id = p_job and user_id = p_user;
+    'job_id', j.id, 'user_id', j.user_id, 'status', j.status, 'model', j.model_slug, 'provider', j.provider,
+    'prompt', j.prompt, 'image_url', j.image_url, 'settings', j.settings, 'credits_used', j.credits_used,
+    'progress', j.progress, 'video_key', j.video_key, 'thumbnail_key', j.thumbnail_key,
+    'error_message', j.error_message, 'failure_kind', j.failure_kind, 'queue_position', j.queue_position,
+    'logs', j.provider_logs, 'late_delivery', j.late_delivery, 'request_id', j.provider_request_id,
+    'urls', j.provider_urls, 'provider_status', j.provider_status, 'result_url', j.result_url,
+    'mirror_attempts', j.mirror_attempts,
+    'next_poll_at', j.next_poll_at, 'created_at', j.created_at, 'updated_at', j.updated_at,
+    'finished_at', j.finished_at);
 $$;
 
--- Everything a worker needs to run a job.
-create or replace function job_for_worker(p_job uuid) returns jsonb
+-- One of a user's jobs (null when it is another user's or none).
+create or replace function get_job(p_user uuid, p_job uuid) returns jsonb
 language sql stable as $$
-  select jsonb_build_object('job_id', id, 'user_id', user_id, 'status', status, 'model', model_slug,
-                            'provider', provider, 'prompt', prompt, 'image_url', image_url, 'settings', settings)
-    from video_jobs where id = p_job;
+  select job_record(j) from video_jobs j where id = p_job and user_id = p_user;
 $$;
 
 -- Local-engine jobs left pending or processing (e.g. by a crash), oldest first.
@@ -262,25 +252,23 @@ declare
   page          jsonb;
   total         int;
 begin
-  if p_limit is null or p_limit < 1 or p_limit > 200 then
-    raise exception 'limit must be between 1 and 200' using errcode = 'I2V04';
+  if p_limit is null or p_limit < 1 or p_limit > {{LIST_PAGE_LIMIT}} then
+    raise exception 'limit must be between 1 and {{LIST_PAGE_LIMIT}}' using errcode = 'I2V04';
   end if;
   if (p_cursor_created is null) <> (p_cursor_id is null) then
     raise exception 'a cursor needs both created_at and id' using errcode = 'I2V04';
   end if;
   if p_status is null then
-    select jsonb_agg(j order by j.created_at desc, j.job_id desc), count(*) into page, total from (
-      select id as job_id, status, model_slug as model, provider, prompt, settings, credits_used, progress,
-             video_key, thumbnail_key, error_message, created_at, updated_at, finished_at
-        from video_jobs
+    select jsonb_agg(j.rec order by j.created_at desc, j.id desc), count(*) into page, total from (
+      select job_record(v) as rec, created_at, id
+        from video_jobs v
        where user_id = p_user and (created_at, id) < (after_created, after_id)
        order by created_at desc, id desc
        limit p_limit + 1) j;
   else
-    select jsonb_agg(j order by j.created_at desc, j.job_id desc), count(*) into page, total from (
-      select id as job_id, status, model_slug as model, provider, prompt, settings, credits_used, progress,
-             video_key, thumbnail_key, error_message, created_at, updated_at, finished_at
-        from video_jobs
+    select jsonb_agg(j.rec order by j.created_at desc, j.id desc), count(*) into page, total from (
+      select job_record(v) as rec, created_at, id
+        from video_jobs v
        where user_id = p_user and status = p_status and (created_at, id) < (after_created, after_id)
        order by created_at desc, id desc
        limit p_limit + 1) j;

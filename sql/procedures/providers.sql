@@ -112,10 +112,6 @@ language sql as $$
   update video_jobs set mirror_lease_until = null where id = p_job;
 $$;
 
-create or replace function mirror_attempts(p_job uuid) returns int
-language sql stable as $$
-  select mirror_attempts from video_jobs where id = p_job;
-$$;
 
 -- Hosted jobs the reconciler must look at, with what it should do:
 --   submit   debited, never submitted, older than p_submit_grace_s (a crash between the debit and the submission)
@@ -142,20 +138,15 @@ create or replace function reconcile_candidates(
        or (result_url is not null and video_key is null
            and (status in ('pending', 'processing') or failure_kind = 'deadline' or status = 'canceled')
            and (mirror_lease_until is null or mirror_lease_until < now())
-           and mirror_attempts < 10))
+           and mirror_attempts < {{MIRROR_ATTEMPT_LIMIT}}))
    order by updated_at
    limit p_limit;
 $$;
 
--- Everything the provider code needs about one job.
+-- One job whoever owns it (webhooks, the reconciler, workers).
 create or replace function job_for_provider(p_job uuid) returns jsonb
 language sql stable as $$
-  select jsonb_build_object(
-    'job_id', id, 'user_id', user_id, 'status', status, 'model', model_slug, 'provider', provider,
-    'prompt', prompt, 'image_url', image_url, 'settings', settings, 'request_id', provider_request_id,
-    'urls', provider_urls, 'provider_status', provider_status, 'result_url', result_url,
-    'failure_kind', failure_kind, 'created_at', created_at, 'updated_at', updated_at)
-    from video_jobs where id = p_job;
+  select job_record(j) from video_jobs j where id = p_job;
 $$;
 
 create or replace function find_job_by_request(p_provider text, p_request_id text) returns uuid

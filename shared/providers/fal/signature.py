@@ -23,6 +23,8 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from shared.http import make_client
+
 __all__ = [
     "DEFAULT_JWKS_URL",
     "HEADER_REQUEST_ID",
@@ -95,7 +97,7 @@ class FalJwks:
             if self._client is not None:
                 response = self._client.get(self._url, timeout=_FETCH_TIMEOUT_S)
             else:
-                with httpx.Client(timeout=_FETCH_TIMEOUT_S) as client:
+                with make_client(_FETCH_TIMEOUT_S) as client:
                     response = client.get(self._url)
             response.raise_for_status()
             document = response.json()

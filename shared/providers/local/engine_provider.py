@@ -42,6 +42,7 @@ from shared.providers.base import (
     UpdateKind,
     UpdateSink,
 )
+from shared.records import Job, load_job
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.local_engine")
@@ -262,7 +263,7 @@ class LocalEngine(Provider):
         """Claim one job and render it: complete it, fail it with a refund, or stop when it is canceled."""
         if self._stopping.is_set():
             return
-        job = get_db().call(
+        record = get_db().call(
             "claim_engine_job",
             job=job_id,
             provider=self.name,
@@ -270,8 +271,9 @@ class LocalEngine(Provider):
             lease_s=LEASE_S,
             takeover=takeover,
         )
-        if job is None:  # finished, canceled, or another engine's
+        if record is None:  # finished, canceled, or another engine's
             return
+        job = Job.from_record(record)
         render = _Render()
         with self._lock:
             self._renders[job_id] = render
@@ -290,21 +292,23 @@ class LocalEngine(Provider):
             with self._lock:
                 self._renders.pop(job_id, None)
 
-    def _render_and_complete(self, job_id: UUID, job: dict[str, Any], render: _Render) -> None:
+    def _render_and_complete(self, job_id: UUID, job: Job, render: _Render) -> None:
         from shared.providers.local.engine.render import (  # heavy: OpenCV + PyAV
             ImageDecodeError,
             RenderStopped,
             render_video,
         )
 
-        image = inputs.load_image(job["image_url"])
-        settings = job["settings"]
+        if job.image_url is None:
+            raise errors.InvalidField("image_url", "The local engine needs a start image.")
+        image = inputs.load_image(job.image_url)
+        settings = job.settings
         with scratch.work_dir(job_id) as tmp:
             video, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumb.jpg"
             try:
                 result = render_video(
                     image,
-                    job["prompt"],
+                    job.prompt,
                     resolution=settings["resolution"],
                     aspect_ratio=settings["aspect_ratio"],
                     duration=int(settings["duration"]),
@@ -342,8 +346,8 @@ class LocalEngine(Provider):
             log.info("render interrupted by shutdown; the job resumes at the next start", extra=extra)
             return
         if not reason:  # the completion claim was refused: the job changed under the render
-            job = get_db().call("job_for_worker", job=job_id)
-            reason = str(job["status"]) if job else "gone"
+            job = load_job(job_id)
+            reason = str(job.status) if job else "gone"
         why = "another engine holds the job now" if reason == "released" else f"the job is {reason}"
         log.info("render stopped: %s", why, extra={**extra, "status": reason})
 
