@@ -23,6 +23,7 @@ HTTP_FUNCTIONS: tuple[str, ...] = (
     "create_upload_url",
     "cancel_video",
     "fal_webhook",
+    "replicate_webhook",
     "list_videos",
     "status",
     "quote",

@@ -139,12 +139,12 @@ def sync_models(db: Database) -> int:
             id=spec.id,
             slug=spec.slug,
             name=spec.name,
-            provider=spec.provider,
-            endpoint=spec.endpoint,
+            provider=spec.routes[0].provider,
+            endpoint=spec.routes[0].endpoint,
             available=spec.available,
             reason=spec.unavailable_reason,
             requires_image=spec.requires_image,
             capabilities=spec.capabilities(),
-            price=spec.price.model_dump(),
+            price=spec.routes[0].price.model_dump(),
         )
     return len(specs)

@@ -26,6 +26,7 @@ class Job:
     status: JobStatus
     model: str
     provider: str
+    endpoint: str | None
     prompt: str
     image_url: str | None
     settings: dict[str, Any]
@@ -62,6 +63,7 @@ class Job:
             status=JobStatus(record["status"]),
             model=str(record["model"]),
             provider=str(record["provider"]),
+            endpoint=record.get("endpoint"),
             prompt=record.get("prompt") or "",
             image_url=record.get("image_url"),
             settings=record.get("settings") or {},

@@ -65,6 +65,7 @@ class VideoStatus(BaseModel):
     queue_position: int | None = None
     logs: list[str] | None = None
     model: str | None = None
+    provider: str | None = Field(default=None, description="the provider that runs the job")
     credits_used: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -117,13 +118,26 @@ class Credits(BaseModel):
     entries: list[LedgerEntry]
 
 
+class RouteInfo(BaseModel):
+    """One provider that can run a model: its endpoint, whether it can take jobs now, its options and price."""
+
+    provider: str
+    endpoint: str
+    available: bool
+    unavailable_reason: str | None = None
+    extra_options: list[str]
+    price: dict[str, Any]
+    notes: str | None = None
+
+
 class ModelInfo(BaseModel):
     """One entry of GET list-models."""
 
     id: UUID
     slug: str
     name: str
-    provider: str
+    provider: str = Field(description="the provider a request with default settings would use now")
+    routes: list[RouteInfo] = Field(description="every provider of the model, in order of preference")
     kind: str
     available: bool
     unavailable_reason: str | None = None
@@ -133,7 +147,7 @@ class ModelInfo(BaseModel):
     durations: list[int]
     defaults: dict[str, Any]
     extra_options: list[str]
-    price: dict[str, Any]
+    price: dict[str, Any] = Field(description="the credits charged at the provider used now, per setting")
     notes: str | None = None
 
 
@@ -174,6 +188,7 @@ class Quote(BaseModel):
     """Body of POST quote: what generate-video would charge for the same body."""
 
     model: str
+    provider: str = Field(description="the provider that would serve the request now (its price is quoted)")
     credits: int
     balance: int
     balance_after: int = Field(description="balance - credits; negative when the balance does not cover it")

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     fal_rest_url: str = "https://rest.fal.ai"
     fal_cdn_url: str = "https://v3.fal.media"
     fal_jwks_url: str = "https://rest.fal.ai/.well-known/jwks.json"
+    # Replicate: the API base without /v1 (plain http allowed for tests and proxies). The webhook signing secret is
+    # fetched from GET /v1/webhooks/default/secret and cached; REPLICATE_WEBHOOK_SECRET skips that call.
+    replicate_api_token: str | None = None
+    replicate_api_url: str = "https://api.replicate.com"
+    replicate_webhook_secret: str | None = None
     # Provider HTTP calls: retries bounded by attempts and total time; a breaker opens after repeated failures.
     provider_retry_attempts: int = 5
     provider_retry_timeout_s: float = 20.0

@@ -242,15 +242,19 @@ def test_persistent_500_fails_and_refunds_once(caller: Caller, fal: FalEmulator)
 
 
 def test_circuit_breaker_fails_fast(caller: Caller, fal: FalEmulator) -> None:
-    """After repeated failures, further submissions fail fast without calling fal, and are refunded."""
+    """After repeated failures the job is refunded; while the breaker is open (and no other provider serves the
+    model) further requests are refused before any charge (503, paused) without calling fal."""
     fal.add_fault(Fault(op="submit", status_code=503, times=None))
-    start(caller)
-    calls = len(fal.requests_for("submit"))
     created = start(caller)
-    assert len(fal.requests_for("submit")) == calls
-    job = caller.status(created["job_id"]).json()
-    assert job["status"] == "failed" and "paused" in job["error_message"]
-    assert ledger_kinds(caller).count("refund") == 2
+    assert caller.status(created["job_id"]).json()["status"] == "failed"
+    calls = len(fal.requests_for("submit"))
+    before = caller.balance()
+    body = {"model_id": KLING, "image_url": caller.upload(), "settings": {"duration": 5}}
+    refused = caller.generate(**body)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "provider_unavailable"
+    assert "paused" in refused.json()["error"]["message"]
+    assert len(fal.requests_for("submit")) == calls and caller.balance() == before
+    assert ledger_kinds(caller).count("refund") == 1
 
 
 def test_key_in_progress_during_slow_submit_is_409(caller: Caller, fal: FalEmulator) -> None:

@@ -682,12 +682,10 @@ def test_logs_events_are_throttled(client: Client) -> None:
 
 
 def test_env_names_the_settings_our_server_reads(emu: ReplicateEmulator, client: Client) -> None:
-    """env() gives the token, the API URL with /v1 and the signing secret the secret endpoint returns."""
+    """env() gives the token and the API base without /v1 (our server fetches the signing secret itself)."""
     env = emu.env()
-    assert env == {
-        "REPLICATE_API_TOKEN": emu.token,
-        "REPLICATE_API_URL": emu.base_url + "/v1",
-        "REPLICATE_WEBHOOK_SECRET": DEFAULT_WEBHOOK_SECRET,
-    }
-    assert _secret(client) == env["REPLICATE_WEBHOOK_SECRET"]
-    assert httpx.get(env["REPLICATE_API_URL"] + "/predictions", headers=emu.auth_headers()).status_code == 200
+    assert env == {"REPLICATE_API_TOKEN": emu.token, "REPLICATE_API_URL": emu.base_url}
+    assert _secret(client) == DEFAULT_WEBHOOK_SECRET
+    assert (
+        httpx.get(env["REPLICATE_API_URL"] + "/v1/predictions", headers=emu.auth_headers()).status_code == 200
+    )

@@ -1,25 +1,31 @@
-"""The model catalog as the API shows it, with availability decided by the providers configured here."""
+"""The model catalog as the API shows it: each model's routes, which one would be used now, and the credits
+charged at each, computed by the code that charges."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
-from shared.providers.catalog import ModelSpec, all_models
-from shared.providers.registry import unavailable_reason
-from shared.schemas import ModelInfo, ModelList
+from shared.jobs import routing
+from shared.providers.catalog import ModelSpec, Route, all_models
+from shared.schemas import ModelInfo, ModelList, RouteInfo
 
 
 def model_info(spec: ModelSpec) -> ModelInfo:
     """One catalog row for the API."""
-    reason = spec.unavailable_reason if not spec.available else unavailable_reason(spec.provider)
-    if not spec.available and not reason:
-        reason = "switched off in the catalog"
+    current = routing.current_route(spec)
+    shown = current or spec.routes[0]
+    reason = None
+    if not spec.available:
+        reason = spec.unavailable_reason or "switched off in the catalog"
+    elif current is None:
+        reason = "; ".join(f"{r.key}: {routing.route_problem(r)}" for r in spec.routes)
     return ModelInfo(
         id=spec.id,
         slug=spec.slug,
         name=spec.name,
-        provider=spec.provider,
+        provider=shown.provider,
+        routes=[route_info(spec, route) for route in spec.routes],
         kind=spec.kind,
         available=reason is None,
         unavailable_reason=reason,
@@ -29,29 +35,45 @@ def model_info(spec: ModelSpec) -> ModelInfo:
         durations=spec.durations,
         defaults=spec.defaults,
         extra_options=sorted(spec.extra_options),
-        price=price_table(spec),
+        price=price_table(spec, shown),
         notes=spec.notes,
     )
 
 
-def price_table(spec: ModelSpec) -> dict[str, Any]:
-    """The credits each combination of priced settings costs, computed by the code that charges.
+def route_info(spec: ModelSpec, route: Route) -> RouteInfo:
+    """One route of a model for the API."""
+    problem = routing.route_problem(route)
+    return RouteInfo(
+        provider=route.provider,
+        endpoint=route.endpoint,
+        available=problem is None,
+        unavailable_reason=problem,
+        extra_options=sorted(route.extra_options),
+        price=price_table(spec, route),
+        notes=route.notes,
+    )
 
-    Every resolution x duration is listed with the other settings at their defaults; an option that changes the
-    price (e.g. ``generate_audio`` on Veo) adds rows for each of its priced values.
+
+def price_table(spec: ModelSpec, route: Route) -> dict[str, Any]:
+    """The credits each combination of priced settings costs at one route, computed by the code that charges.
+
+    Every resolution x duration the route can make is listed with the other settings at their defaults; an option
+    that changes the price (e.g. ``generate_audio`` on Veo) adds rows for each of its priced values.
     """
     from shared.jobs.service import price, resolve_settings
 
     option_values: list[list[tuple[str, Any] | None]] = [
         [None, *((name, _option_value(value)) for value in table)]
-        for name, table in spec.price.option_multiplier.items()
+        for name, table in route.price.option_multiplier.items()
     ]
     rows: list[dict[str, Any]] = []
     for resolution, duration in itertools.product(spec.resolutions, spec.durations):
         for options in itertools.product(*option_values):
             chosen: dict[str, Any] = {"resolution": resolution, "duration": duration}
             chosen.update(dict(o for o in options if o is not None))
-            rows.append({**chosen, "credits": price(spec, resolve_settings(spec, chosen))})
+            resolved = resolve_settings(spec, chosen)
+            if route.serves(resolved):
+                rows.append({**chosen, "credits": price(route, resolved)})
     amounts = [int(row["credits"]) for row in rows]
     return {"unit": "credits", "min": min(amounts), "max": max(amounts), "by_settings": rows}
 

@@ -24,7 +24,7 @@ def submit(job: JobRequest) -> str:
     A definite refusal fails the job and refunds it; an unknown outcome (the request may have reached the
     provider) is recorded and left to the webhook or the reconciler's deadline, never resubmitted.
     """
-    provider = get_provider(job.model.provider)
+    provider = get_provider(job.route.provider)
     try:
         sub = provider.submit(job)
     except errors.SubmitOutcomeUnknown as exc:

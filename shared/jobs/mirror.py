@@ -25,6 +25,7 @@ from shared.db import get_db
 from shared.http import make_client
 from shared.jobs import lifecycle as jobs
 from shared.media import scratch
+from shared.providers import registry
 from shared.records import load_job
 from shared.settings import get_settings
 
@@ -33,12 +34,19 @@ _CHUNK = 1 << 20
 _VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
 
 
-def download(url: str, dest: Path, *, max_bytes: int, client: httpx.Client | None = None) -> int:
+def download(
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    client: httpx.Client | None = None,
+    headers: dict[str, str] | None = None,
+) -> int:
     """Stream ``url`` into ``dest`` (bounded memory); refuse non-video content, oversize and truncated bodies."""
     own = client or make_client(60.0, connect=10.0, follow_redirects=True)
     written = 0
     try:
-        with own.stream("GET", url) as resp:
+        with own.stream("GET", url, headers=headers or {}) as resp:
             if resp.status_code != 200:
                 raise errors.MirrorError(f"The provider's video answered HTTP {resp.status_code}.")
             content_type = resp.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -137,7 +145,8 @@ def mirror_job(job_id: UUID) -> bool:
     try:
         with scratch.work_dir() as tmp:
             video, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumb.jpg"
-            size = download(job.result_url, video, max_bytes=settings.mirror_max_bytes)
+            headers = registry.get_provider(job.provider).output_headers(job.result_url)
+            size = download(job.result_url, video, max_bytes=settings.mirror_max_bytes, headers=headers)
             has_thumb = thumbnail(video, thumb)
             done = jobs.complete_with_files(
                 job_id,

@@ -14,6 +14,7 @@ def quote(user: User, req: GenerateVideoRequest) -> Quote:
     balance = credits.summary(user, limit=1).balance
     return Quote(
         model=prepared.spec.slug,
+        provider=prepared.route.provider,
         credits=prepared.cost,
         balance=balance,
         balance_after=balance - prepared.cost,

@@ -4,6 +4,7 @@ unfinished mirroring, cancellation at the provider; and the housekeeping every d
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -22,10 +23,12 @@ log = logging.getLogger("i2v.jobs.reconcile")
 
 def job_ref(job: Job) -> JobRef:
     """A submitted job as its provider needs to ask about it."""
+    model = find_model(job.model)
     return JobRef(
         job_id=job.job_id,
         user_id=job.user_id,
-        model=find_model(job.model),
+        model=model,
+        route=model.route(job.provider, job.endpoint),
         request_id=str(job.request_id),
         urls=job.urls,
     )
@@ -63,16 +66,70 @@ def _past_deadline(job: Job) -> bool:
     return (datetime.now(UTC) - created).total_seconds() > get_settings().job_deadline_s
 
 
+def _request(job: Job) -> JobRequest:
+    model = find_model(job.model)
+    route = model.route(job.provider, job.endpoint)
+    return JobRequest(job.job_id, job.user_id, model, route, job.prompt, job.image_url, job.settings)
+
+
+def _taken_by_another(provider: str, job_id: UUID) -> Callable[[str], bool]:
+    def taken(request_id: str) -> bool:
+        owner = get_db().call("find_job_by_request", provider=provider, request_id=request_id)
+        return owner is not None and str(owner) != str(job_id)
+
+    return taken
+
+
+def _find_orphan(job: Job) -> bool:
+    """Ask the provider whether it has this job though we never recorded its id; re-attach it and poll if so."""
+    provider = registry.get_provider(job.provider)
+    since = job.created_at or datetime.now(UTC)
+    found = provider.find_submission(_request(job), since, _taken_by_another(job.provider, job.job_id))
+    if found is None or not found.request_id:
+        return False
+    log.info("re-attached a submission found at the provider", extra={"job_id": str(job.job_id)})
+    get_db().call("mark_submitted", job=job.job_id, request_id=found.request_id, urls=found.urls or None)
+    poll(job.job_id)
+    return True
+
+
 def resubmit(job_id: UUID) -> str:
-    """Submit a debited job that never reached the provider (once: ``claim_submit`` lets one caller through)."""
+    """Submit a debited job that never reached the provider (once: ``claim_submit`` lets one caller through).
+
+    The provider is asked first whether the submission reached it after all (a crash after sending it): a job
+    is never submitted twice where the provider can tell.
+    """
     db = get_db()
     if not db.call("claim_submit", job=job_id):
         return "skipped"
     job = load_job(job_id)
     if job is None:
         return "skipped"
-    request = JobRequest(job_id, job.user_id, find_model(job.model), job.prompt, job.image_url, job.settings)
-    return jobs.submit(request)
+    if _find_orphan(job):
+        return "found"
+    return jobs.submit(_request(job))
+
+
+def find(job_id: UUID) -> str:
+    """A submission whose answer never came: re-attach it if the provider has it, else ask again later."""
+    job = load_job(job_id)
+    if job is None or not job.active or job.request_id:
+        return "skipped"
+    if _find_orphan(job):
+        return "found"
+    updates.record_status(job_id, job, ProviderUpdate(UpdateKind.UNKNOWN), get_settings().webhook_quiet_s)
+    return "not_found"
+
+
+def expire(job_id: UUID) -> str:
+    """A submission never acknowledged by the deadline: re-attach it if the provider has it, else fail it."""
+    job = load_job(job_id)
+    if job is None or not job.active or job.request_id:
+        return "skipped"
+    if _find_orphan(job):
+        return "found"
+    jobs.fail(job_id, f"{job.provider} never acknowledged the job.", kind="deadline")
+    return "expired"
 
 
 def remote_providers() -> list[Provider]:
@@ -97,8 +154,10 @@ def reconcile_once(limit: int = 100) -> dict[str, int]:
             try:
                 if action == "submit":
                     resubmit(job_id)
+                elif action == "find":
+                    find(job_id)
                 elif action == "expire":
-                    jobs.fail(job_id, f"{provider.name} never acknowledged the job.", kind="deadline")
+                    expire(job_id)
                 elif action == "poll":
                     poll(job_id)
                 else:

@@ -13,13 +13,13 @@ from shared import errors
 from shared.auth import User
 from shared.billing import ledger as credits
 from shared.db import get_db
-from shared.jobs import lifecycle
+from shared.jobs import lifecycle, routing
 from shared.media import images
 from shared.media.storage import get_storage
 from shared.media.uploads import UploadKey
 from shared.providers import registry
 from shared.providers.base import JobRequest, Provider
-from shared.providers.catalog import ModelSpec, find_model
+from shared.providers.catalog import ModelSpec, Route, find_model
 from shared.providers.registry import get_provider
 from shared.records import Job, load_job
 from shared.schemas import GenerateVideoRequest, JobStatus, VideoStatus
@@ -76,21 +76,20 @@ def resolve_settings(spec: ModelSpec, requested: dict[str, Any]) -> dict[str, An
 
 
 def check_model(spec: ModelSpec) -> None:
-    """Refuse a model that is switched off or whose provider cannot take jobs now."""
+    """Refuse a model that is switched off in the catalog."""
     if not spec.available:
         raise errors.ModelUnavailable(
             spec.unavailable_reason or f"{spec.slug} is not available.", model=spec.slug
         )
-    reason = get_provider(spec.provider).unavailable_reason()
-    if reason:
-        raise errors.ModelUnavailable(f"{spec.slug} is not available: {reason}", model=spec.slug)
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated generate-video request: the model, its resolved settings and the price."""
+    """A validated generate-video request: the model, the route that will serve it, its resolved settings and
+    the price at that route."""
 
     spec: ModelSpec
+    route: Route
     provider: Provider
     settings: dict[str, Any]
     cost: int
@@ -105,13 +104,15 @@ def prepare(user: User, req: GenerateVideoRequest) -> Prepared:
     check_model(spec)
     resolved = resolve_settings(spec, req.settings.model_dump(exclude_none=True))
     upload_sha = _check_image(user, spec, req.image_url)
-    return Prepared(spec, get_provider(spec.provider), resolved, price(spec, resolved), upload_sha)
+    route = routing.choose(spec, resolved).route
+    return Prepared(spec, route, get_provider(route.provider), resolved, price(route, resolved), upload_sha)
 
 
-def price(spec: ModelSpec, resolved: dict[str, Any]) -> int:
-    """The credits a video with these resolved settings is charged (also what list-models publishes)."""
+def price(route: Route, resolved: dict[str, Any]) -> int:
+    """The credits a video with these resolved settings is charged at this route (also what list-models
+    publishes)."""
     settings = get_settings()
-    return spec.price.credits(
+    return route.price.credits(
         resolved, credits_per_usd=settings.credits_per_usd, margin=settings.credit_margin
     )
 
@@ -127,7 +128,8 @@ def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequ
         fingerprint=fingerprint(raw_body),
         model_id=p.spec.id,
         model_slug=p.spec.slug,
-        provider=p.spec.provider,
+        provider=p.route.provider,
+        provider_endpoint=p.route.endpoint,
         prompt=req.prompt,
         image_url=req.image_url,
         settings=p.settings,
@@ -145,7 +147,8 @@ def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequ
         result = get_db().call("start_generation", **params)
     outcome = _outcome(result, user.id)
     if result["outcome"] == "created":
-        job = JobRequest(UUID(outcome.body["job_id"]), user.id, p.spec, req.prompt, req.image_url, p.settings)
+        job_id = UUID(outcome.body["job_id"])
+        job = JobRequest(job_id, user.id, p.spec, p.route, req.prompt, req.image_url, p.settings)
         lifecycle.submit(job)
     return outcome
 
@@ -238,6 +241,7 @@ def status_view(job: Job) -> VideoStatus:
         queue_position=job.queue_position,
         logs=[str(entry.get("message", "")) for entry in job.logs if isinstance(entry, dict)] or None,
         model=job.model,
+        provider=job.provider,
         credits_used=job.credits_used,
         created_at=job.created_at,
         updated_at=job.updated_at,

@@ -22,6 +22,7 @@ from shared.providers import registry
 from shared.providers.base import ProviderUpdate, UpdateKind
 from shared.providers.catalog import find_model
 from shared.records import Job, load_job
+from shared.settings import get_settings
 
 log = logging.getLogger("i2v.jobs.updates")
 
@@ -48,6 +49,14 @@ def handle_webhook(
             extra={"provider": provider_name, "request_id": update.request_id},
         )
         return Applied("unknown_request")
+    job = load_job(job_id)
+    if job is not None and job.request_id is None and update.request_id:
+        # Submitted, but the provider's id was never recorded (a crash, or an answer that never came): attach it.
+        get_db().call("mark_submitted", job=job_id, request_id=update.request_id, urls=None)
+    if update.kind in (UpdateKind.QUEUED, UpdateKind.RUNNING):
+        if job is None or not job.active:
+            return Applied("ignored", job_id)
+        return Applied(record_status(job_id, job, update, get_settings().webhook_quiet_s), job_id)
     return apply(job_id, update)
 
 
@@ -83,7 +92,7 @@ def _record_output(job_id: UUID, update: ProviderUpdate) -> Applied:
     if job is None:
         return Applied("unknown_job")
     provider = job.provider
-    url = find_model(job.model).output_url(update.output)
+    url = find_model(job.model).route(job.provider, job.endpoint).output_url(update.output)
     if url is None:
         message = f"{provider}: " + (describe_error(update.output) or "finished without a video.")
         return Applied(_fail(job_id, ProviderUpdate(UpdateKind.FAILED, message=message)), job_id)

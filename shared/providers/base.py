@@ -1,4 +1,4 @@
-"""The provider contract every video backend meets (the local engine, fal, later Replicate).
+"""The provider contract every video backend meets (the local engine, fal, Replicate).
 
 A provider takes a job (``submit``, with the webhook URL carrying our job id), answers about it (``status``,
 ``result``), stops it (``cancel``) and turns its own webhook deliveries into one provider-neutral
@@ -11,15 +11,16 @@ provider (the local engine) reports through an ``UpdateSink`` it is given when i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 from uuid import UUID
 
 from shared import errors
-from shared.providers.catalog import ModelSpec
+from shared.providers.catalog import ModelSpec, Route
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class JobRequest:
     job_id: UUID
     user_id: UUID
     model: ModelSpec
+    route: Route  # the model's route at this provider: endpoint, input mapping, output path
     prompt: str
     image_url: str | None
     settings: dict[str, Any]
@@ -49,6 +51,7 @@ class JobRef:
     job_id: UUID
     user_id: UUID
     model: ModelSpec
+    route: Route
     request_id: str
     urls: Mapping[str, str] = field(default_factory=dict)
 
@@ -134,6 +137,18 @@ class Provider(ABC):
 
     def job_canceled(self, job_id: UUID) -> None:  # noqa: B027  (a no-op unless the provider renders in-process)
         """The job was canceled on our side: stop any work on it now."""
+
+    def find_submission(
+        self, job: JobRequest, since: datetime, taken: Callable[[str], bool] = lambda _: False
+    ) -> Submission | None:
+        """A submission of this job the provider received but we never recorded (a crash between submitting and
+        recording, or an answer that never came), made after ``since`` and not ``taken`` by another job. None
+        when the provider has none or cannot be asked."""
+        return None
+
+    def output_headers(self, url: str) -> dict[str, str]:
+        """Headers to send when downloading one of the provider's output files (e.g. its API token)."""
+        return {}
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> ProviderUpdate:
         """Verify a delivery over its raw bytes (``InvalidSignature`` when it does not verify) and read it."""

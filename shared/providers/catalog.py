@@ -1,8 +1,9 @@
 """The model catalog: every model is a ``ModelSpec`` row of data in ``models.json``.
 
-A spec says which provider runs the model, which settings it accepts (resolution, aspect ratio, duration) and
-how they are written into the provider's input, and how it is priced in credits. Adding a model is adding a
-row to ``models.json``; no code branches on a model's slug.
+A spec says which settings a model accepts (resolution, aspect ratio, duration) and lists its routes in order of
+preference: each route names a provider and its endpoint, says how the settings are written into that provider's
+input, and how a video is priced there. Adding a model, or another provider for a model, is adding data to
+``models.json``; no code branches on a model's slug or a provider's name.
 """
 
 from __future__ import annotations
@@ -116,35 +117,32 @@ class PriceRule(BaseModel):
         return max(1, math.ceil(round(raw, 6)))
 
 
-class ModelSpec(BaseModel):
-    """One model of the catalog."""
+class Route(BaseModel):
+    """One way to run a model: a provider's endpoint, how our settings are written into its input, and its price.
+
+    A model may have several routes (the same model at fal and at Replicate); each writes the input in its own
+    provider's vocabulary and has its own price.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    slug: str
-    name: str
     provider: str
     endpoint: str
-    kind: Literal["image-to-video", "text-to-video"] = "image-to-video"
-    requires_image: bool = True
     available: bool = True
     unavailable_reason: str | None = None
-    resolutions: list[str]
-    aspect_ratios: list[str]
-    durations: list[int]
-    defaults: dict[str, Any]
     inputs: dict[str, FieldMap] = Field(
         default_factory=dict
     )  # prompt, image, resolution, aspect_ratio, duration
     extra_options: dict[str, FieldMap] = Field(default_factory=dict)  # option name -> provider field
     fixed_input: dict[str, Any] = Field(default_factory=dict)
-    output_video: str = "video.url"
+    output_video: str = "video.url"  # a dotted path into the output; "" when the output is the URL itself
+    unsupported: list[dict[str, Any]] = Field(default_factory=list)  # settings combinations it cannot make
     price: PriceRule
     notes: str | None = None
 
     @property
-    def id(self) -> uuid.UUID:
-        """A stable id derived from the slug (the same in every deployment)."""
-        return uuid.uuid5(_NAMESPACE, self.slug)
+    def key(self) -> str:
+        """``provider:endpoint``, the route's name in the API."""
+        return f"{self.provider}:{self.endpoint}"
 
     def provider_input(self, prompt: str, image_url: str | None, settings: dict[str, Any]) -> dict[str, Any]:
         """The provider's input JSON for one job, built from the data above (no per-model code)."""
@@ -163,7 +161,7 @@ class ModelSpec(BaseModel):
     def output_url(self, output: Any) -> str | None:
         """The video URL inside the provider's output, following ``output_video`` (e.g. ``video.url``)."""
         node = output
-        for part in self.output_video.split("."):
+        for part in self.output_video.split(".") if self.output_video else ():
             if isinstance(node, list):
                 node = node[int(part)] if part.isdigit() and int(part) < len(node) else None
             elif isinstance(node, dict):
@@ -171,6 +169,57 @@ class ModelSpec(BaseModel):
             else:
                 return None
         return node if isinstance(node, str) and node else None
+
+    def serves(
+        self, settings: dict[str, Any], standard: Any = ("resolution", "aspect_ratio", "duration")
+    ) -> bool:
+        """True when this route can make a video with these resolved settings: it writes every extra option
+        given and no ``unsupported`` combination matches."""
+        if any(name not in self.extra_options for name in settings if name not in standard):
+            return False
+        return not any(all(settings.get(k) == v for k, v in combo.items()) for combo in self.unsupported)
+
+
+class ModelSpec(BaseModel):
+    """One model of the catalog: what it makes, the settings it allows, and its routes in order of preference."""
+
+    model_config = ConfigDict(extra="forbid")
+    slug: str
+    name: str
+    kind: Literal["image-to-video", "text-to-video"] = "image-to-video"
+    requires_image: bool = True
+    available: bool = True
+    unavailable_reason: str | None = None
+    resolutions: list[str]
+    aspect_ratios: list[str]
+    durations: list[int]
+    defaults: dict[str, Any]
+    routes: list[Route] = Field(min_length=1)
+    notes: str | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A stable id derived from the slug (the same in every deployment)."""
+        return uuid.uuid5(_NAMESPACE, self.slug)
+
+    @property
+    def extra_options(self) -> dict[str, FieldMap]:
+        """Every extra option some route of the model accepts (the first route's mapping checks its value)."""
+        options: dict[str, FieldMap] = {}
+        for route in self.routes:
+            for name, mapping in route.extra_options.items():
+                options.setdefault(name, mapping)
+        return options
+
+    def route(self, provider: str, endpoint: str | None = None) -> Route:
+        """The route of this model at ``provider`` (and ``endpoint``, when a provider has several)."""
+        for route in self.routes:
+            if route.provider == provider and (endpoint is None or route.endpoint == endpoint):
+                return route
+        for route in self.routes:  # the endpoint changed in the catalog since the job was made
+            if route.provider == provider:
+                return route
+        raise errors.ModelUnavailable(f"{self.slug} has no route at {provider}.", model=self.slug)
 
     def capabilities(self) -> dict[str, Any]:
         """What the API shows as the model's allowed settings."""
@@ -180,6 +229,7 @@ class ModelSpec(BaseModel):
             "durations": self.durations,
             "defaults": self.defaults,
             "extra_options": sorted(self.extra_options),
+            "routes": [route.key for route in self.routes],
         }
 
 

@@ -41,6 +41,8 @@ def unavailable_reason(name: str) -> str | None:
 def _register_defaults() -> None:
     from shared.providers.fal.provider import get_fal
     from shared.providers.local.engine_provider import get_local_engine
+    from shared.providers.replicate.provider import get_replicate
 
     _providers.setdefault("local", get_local_engine())
     _providers.setdefault("fal", get_fal())
+    _providers.setdefault("replicate", get_replicate())

@@ -30,7 +30,7 @@ create or replace function start_generation(
   p_user uuid, p_endpoint text, p_key text, p_fingerprint text,
   p_model_id uuid, p_model_slug text, p_provider text,
   p_prompt text, p_image_url text, p_settings jsonb, p_cost bigint,
-  p_signup_credits bigint, p_ttl_s int, p_hold_s int, p_upload_sha text
+  p_signup_credits bigint, p_ttl_s int, p_hold_s int, p_upload_sha text, p_provider_endpoint text default null
 ) returns jsonb language plpgsql as $$
 declare
   rec     idempotency_keys%rowtype;
@@ -74,8 +74,10 @@ begin
   if bal < p_cost or owed > 0 then
     return jsonb_build_object('outcome', 'insufficient', 'balance', bal, 'cost', p_cost, 'debt', owed);
   end if;
-  insert into video_jobs (user_id, model_id, model_slug, provider, prompt, image_url, settings, credits_used)
-  values (p_user, p_model_id, p_model_slug, p_provider, coalesce(p_prompt, ''), p_image_url, p_settings, p_cost)
+  insert into video_jobs (user_id, model_id, model_slug, provider, provider_endpoint, prompt, image_url, settings,
+                          credits_used)
+  values (p_user, p_model_id, p_model_slug, p_provider, p_provider_endpoint, coalesce(p_prompt, ''), p_image_url,
+          p_settings, p_cost)
   returning id into job;
   if p_cost > 0 then
     insert into credit_ledger (user_id, delta, kind, reason, job_id)
@@ -217,6 +219,7 @@ create or replace function job_record(j video_jobs) returns jsonb
 language sql stable as $$
   select jsonb_build_object(
     'job_id', j.id, 'user_id', j.user_id, 'status', j.status, 'model', j.model_slug, 'provider', j.provider,
+    'endpoint', j.provider_endpoint,
     'prompt', j.prompt, 'image_url', j.image_url, 'settings', j.settings, 'credits_used', j.credits_used,
     'progress', j.progress, 'video_key', j.video_key, 'thumbnail_key', j.thumbnail_key,
     'error_message', j.error_message, 'failure_kind', j.failure_kind, 'queue_position', j.queue_position,

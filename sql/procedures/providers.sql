@@ -114,7 +114,10 @@ $$;
 
 
 -- Hosted jobs the reconciler must look at, with what it should do:
---   submit   debited, never submitted, older than p_submit_grace_s (a crash between the debit and the submission)
+--   submit   debited, never submitted, older than p_submit_grace_s (a crash between the debit and the submission):
+--            the reconciler first asks the provider whether the submission reached it, then submits
+--   find     submission attempted but never acknowledged (its outcome unknown), quiet for p_quiet_s seconds, not
+--            asked too recently: the reconciler asks the provider whether it has the job
 --   expire   submission attempted but never acknowledged, past the deadline
 --   poll     submitted, no news for p_quiet_s seconds (a lost webhook), not polled too recently
 --   mirror   result recorded, not mirrored, no live lease, attempts left
@@ -124,7 +127,9 @@ create or replace function reconcile_candidates(
   select id, case
       when result_url is not null then 'mirror'
       when provider_request_id is null and submit_attempted_at is null then 'submit'
-      when provider_request_id is null then 'expire'
+      when provider_request_id is null and submit_attempted_at < now() - make_interval(secs => p_deadline_s)
+        then 'expire'
+      when provider_request_id is null then 'find'
       else 'poll' end
     from video_jobs
    where provider = p_provider
@@ -133,6 +138,8 @@ create or replace function reconcile_candidates(
           (provider_request_id is null and submit_attempted_at is null
              and created_at < now() - make_interval(secs => p_submit_grace_s))
           or (provider_request_id is null and submit_attempted_at < now() - make_interval(secs => p_deadline_s))
+          or (provider_request_id is null and submit_attempted_at < now() - make_interval(secs => p_quiet_s)
+              and (next_poll_at is null or next_poll_at <= now()))
           or (provider_request_id is not null and updated_at < now() - make_interval(secs => p_quiet_s)
               and (next_poll_at is null or next_poll_at <= now()))))
        or (result_url is not null and video_key is null

@@ -879,11 +879,7 @@ class ReplicateEmulator(BackgroundServer):
 
     def env(self) -> dict[str, str]:
         """Environment variables pointing our settings at the emulator (plus SSL_CERT_FILE with ``tls``)."""
-        env = {
-            "REPLICATE_API_TOKEN": self.token,
-            "REPLICATE_API_URL": self.api_url,
-            "REPLICATE_WEBHOOK_SECRET": self.webhook_secret,
-        }
+        env = {"REPLICATE_API_TOKEN": self.token, "REPLICATE_API_URL": self.base_url}
         if self.ca_file is not None:
             env["SSL_CERT_FILE"] = self.ca_file
         return env

@@ -91,8 +91,8 @@ class FalProvider(Provider):
 
     def submit(self, job: JobRequest) -> Submission:
         image = self.image_for_fal(job.image_url, job.user_id) if job.image_url else None
-        body = job.model.provider_input(job.prompt, image, job.settings)
-        url = self._queue(job.model.endpoint) + "?fal_webhook=" + quote(webhook_url(job.job_id), safe="")
+        body = job.route.provider_input(job.prompt, image, job.settings)
+        url = self._queue(job.route.endpoint) + "?fal_webhook=" + quote(webhook_url(job.job_id), safe="")
         resp = _http.request(
             self.client, "POST", url, provider=self.name, idempotent=False, json=body, headers=self._headers()
         )
@@ -105,7 +105,7 @@ class FalProvider(Provider):
         return Submission(request_id=str(data["request_id"]), urls=urls)
 
     def _urls(self, job: JobRef) -> dict[str, str]:
-        base = self._queue(f"{app_path(job.model.endpoint)}/requests/{job.request_id}")
+        base = self._queue(f"{app_path(job.route.endpoint)}/requests/{job.request_id}")
         return {
             "status_url": job.urls.get("status_url") or f"{base}/status",
             "response_url": job.urls.get("response_url") or base,

@@ -1,0 +1,2 @@
+"""Replicate: official-model predictions with signed webhooks (``provider``), Standard Webhooks signatures
+(``signature``)."""
