@@ -466,7 +466,7 @@ def test_sora_is_listed_unavailable(fal: FalEmulator, stack: str) -> None:
 
 
 def test_every_fal_model_is_in_the_catalog() -> None:
-    """The catalog lists each fal image-to-video model the reference names, with its endpoint."""
+    """The catalog lists each fal image-to-video model the reference names, with fal as its first route."""
     expected = {
         "kling-2.1-standard",
         "kling-2.5-turbo-pro",
@@ -482,7 +482,7 @@ def test_every_fal_model_is_in_the_catalog() -> None:
         "sora-2",
     }
     for slug in expected:
-        assert find_model(slug).provider == "fal"
+        assert find_model(slug).routes[0].provider == "fal"
 
 
 def test_public_image_urls_pass_through(fal: FalEmulator) -> None:
@@ -493,10 +493,13 @@ def test_public_image_urls_pass_through(fal: FalEmulator) -> None:
 
 
 def test_output_url_follows_each_models_output_path() -> None:
-    """The video URL is read from the output by the catalog's path (objects and lists alike)."""
-    spec = find_model(KLING)
+    """The video URL is read from the output by the route's path (objects, lists, or the output itself)."""
+    spec = find_model(KLING).route("fal")
     assert spec.output_url({"video": {"url": "https://v3.fal.media/a.mp4"}}) == "https://v3.fal.media/a.mp4"
     assert spec.output_url({"detail": "bad"}) is None
+    bare = find_model(KLING).route("replicate")
+    assert bare.output_url("https://replicate.delivery/x/out.mp4") == "https://replicate.delivery/x/out.mp4"
+    assert bare.output_url(None) is None and bare.output_url({"url": "https://x/c.mp4"}) is None
     listed = spec.model_copy(update={"output_video": "videos.0.url"})
     assert listed.output_url({"videos": [{"url": "https://x/b.mp4"}]}) == "https://x/b.mp4"
     assert listed.output_url({"videos": []}) is None
