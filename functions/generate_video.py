@@ -6,7 +6,10 @@ from shared.web import Call, Endpoint, Reply, lambda_handler
 
 
 def generate_video(call: Call) -> Reply:
-    """Start a video job, charged once per Idempotency-Key; a replay returns the first response."""
+    """Start a video job, charged once per Idempotency-Key; a replay returns the first response.
+
+    The answer's `Location` header names the job's get-video-status URL, on the first answer and on a replay.
+    """
     from shared.jobs import service as jobs
 
     assert call.idempotency_key is not None
@@ -15,6 +18,8 @@ def generate_video(call: Call) -> Reply:
         call.user, call.idempotency_key, body.model_dump(mode="json", exclude_unset=True), body
     )
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    if outcome.body.get("job_id"):
+        headers["Location"] = f"/functions/v1/get-video-status?job_id={outcome.body['job_id']}"
     return Reply(outcome.body, status=outcome.status, headers=headers)
 
 
@@ -28,5 +33,9 @@ endpoint = Endpoint(
     response="shared.schemas:GenerateVideoResponse",
     status=202,
     errors=(402, 403, 404, 409, 422),
+    response_headers=(
+        ("Location", "get-video-status of the job (relative URL), on the first answer and on a replay"),
+        ("Idempotent-Replayed", "`true` when this is the stored answer to an earlier request with this key"),
+    ),
 )
 handler = lambda_handler(endpoint)

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions import endpoints
+from infra.console_site import console_files, console_router
 from infra.upload_route import UploadRoute
 from shared import db as dbmod
 from shared import errors, logs
@@ -61,7 +62,8 @@ def _local_storage() -> storage.LocalStorage:
 
 
 def site_app() -> FastAPI:
-    """What the local server serves besides the functions: media, uploads, /openapi.json and /docs."""
+    """What the local server serves besides the functions: media, uploads, /openapi.json, /docs and, at ``/``,
+    the web console (its static files, config.json and the dev sign-in)."""
     app = FastAPI(title="i2v", openapi_url=None, docs_url=None, redoc_url=None)
 
     def render(request: Request, exc: Exception) -> Response:
@@ -97,6 +99,10 @@ def site_app() -> FastAPI:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="i2v API")
 
     app.include_router(media_router())
+    app.include_router(console_router())
+    files = console_files()
+    if files is not None:
+        app.mount("/", files, name="console")  # last: every other route is matched first
     return app
 
 

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     supabase_jwt_secret: str | None = None
     supabase_jwks_url: str | None = None
     supabase_jwt_issuer: str | None = None
+    # The web console's Supabase sign-in (public values: the project URL and its anon key). Unset locally: the
+    # console offers the dev sign-in while the stack signs tokens with its own dev secret.
+    supabase_url: str | None = None
+    supabase_anon_key: str | None = None
     signup_credits: int = Field(default=0, ge=0)
     public_base_url: str | None = None
     storage_bucket: str | None = None
@@ -119,6 +123,10 @@ class Settings(BaseSettings):
         if self.supabase_jwt_secret:
             return self.supabase_jwt_secret
         return _dev_secret(self.home / "dev-jwt-secret")
+
+    def uses_dev_secret(self) -> bool:
+        """True when tokens are signed with the dev secret kept in I2V_HOME (no Supabase secret or key set)."""
+        return not (self.supabase_jwt_secret or self.supabase_jwks_url)
 
     def signing_secret(self) -> bytes:
         """The secret that signs local media and upload URLs (kept in I2V_HOME)."""

@@ -60,7 +60,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:=+/-]{1,128}$")
 _LOC_KINDS = ("body", "query", "header", "path", "cookie")
 CORS_HEADERS = {
     "access-control-allow-origin": "*",
-    "access-control-expose-headers": "x-request-id, idempotent-replayed, retry-after",
+    "access-control-expose-headers": "x-request-id, idempotent-replayed, retry-after, location",
 }
 PREFLIGHT_HEADERS = {
     "access-control-allow-origin": "*",
@@ -143,6 +143,7 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     aliases: tuple[str, ...] = ()  # more paths served by the same function, left out of the OpenAPI document
     max_body: int = DEFAULT_MAX_BODY  # bytes of request body read at most (413 beyond)
+    response_headers: tuple[tuple[str, str], ...] = ()  # (name, description) of the success answer's headers
 
     @property
     def name(self) -> str:

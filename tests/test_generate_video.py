@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shared.db import Database
-from tests.conftest import Caller
+from tests.conftest import Caller, wait_for
 
 LOCAL = {"model_id": "local-motion", "prompt": "zoom in", "settings": {"duration": 2, "resolution": "480p"}}
 
@@ -47,6 +47,23 @@ def test_same_key_same_body_replays_without_charging(caller: Caller, db: Databas
     assert second.headers.get("idempotent-replayed") == "true"
     assert caller.balance() == 8
     assert _jobs_of(db, caller.id) == 1
+
+
+def test_replay_of_a_completed_job_points_to_its_live_status(caller: Caller) -> None:
+    """Replaying a completed job's key returns the stored 202 body and a Location header naming get-video-status,
+    which shows the job completed."""
+    caller.grant(10)
+    body = _body(caller.upload(), settings={"duration": 1, "resolution": "480p"})
+    first = caller.generate("key-done", **body)
+    job_id = first.json()["job_id"]
+    assert first.headers["location"] == f"/functions/v1/get-video-status?job_id={job_id}"
+    wait_for(lambda: caller.status(job_id).json()["status"] == "completed", "the job to complete")
+    replay = caller.generate("key-done", **body)
+    assert replay.status_code == 202
+    assert replay.json() == first.json() and replay.json()["status"] == "pending"
+    assert replay.headers.get("idempotent-replayed") == "true"
+    live = caller.http.get(replay.headers["location"])
+    assert live.json()["job_id"] == job_id and live.json()["status"] == "completed"
 
 
 def test_sf_string_key_is_the_same_key(caller: Caller) -> None:
