@@ -1,0 +1,94 @@
+// The console's shell: configuration, sign-in state, hash routes, navigation.
+import * as api from "./api.js";
+import * as auth from "./auth.js";
+import { announce, h } from "./ui.js";
+
+// Every page: its route, the name in the navigation, and its module (loaded on first visit). A page module
+// exports render(main, context) and may return a function that stops it (timers) when the page is left.
+// Pages with `signedIn` need a signed-in user. A page for operators goes here too, with a check of its own.
+export const PAGES = [
+  { route: "generate", title: "Generate", module: "./pages/generate.js", signedIn: true },
+  { route: "jobs", title: "Jobs", module: "./pages/jobs.js", signedIn: true },
+  { route: "gallery", title: "Gallery", module: "./pages/gallery.js", signedIn: true },
+  { route: "credits", title: "Credits", module: "./pages/credits.js", signedIn: true },
+  { route: "sign-in", title: "Sign in", module: "./pages/signin.js", signedIn: false, hidden: true },
+];
+
+const main = document.getElementById("main");
+let stopPage = null;
+let config = {};
+
+async function loadConfig() {
+  const response = await fetch("config.json", { cache: "no-store" });
+  if (!response.ok) throw new Error(`config.json: HTTP ${response.status}`);
+  return response.json();
+}
+
+function currentRoute() {
+  const [route, query] = window.location.hash.replace(/^#\/?/, "").split("?");
+  return { route: route || "generate", params: new URLSearchParams(query || "") };
+}
+
+/** Go to a page: go("jobs") or go("generate", {retry: "1"}). */
+export function go(route, params) {
+  const query = params ? `?${new URLSearchParams(params)}` : "";
+  const target = `#/${route}${query}`;
+  if (window.location.hash === target) show();
+  else window.location.hash = target;
+}
+
+async function renderNav(user) {
+  const nav = document.getElementById("nav");
+  const { route } = currentRoute();
+  nav.replaceChildren(
+    ...PAGES.filter((p) => !p.hidden && (user || !p.signedIn)).map((p) =>
+      h("li", {}, h("a", { href: `#/${p.route}`, "aria-current": p.route === route ? "page" : false }, p.title)),
+    ),
+  );
+  document.getElementById("who").hidden = !user;
+  document.getElementById("who-id").textContent = user ? user.email || user.id : "";
+}
+
+async function show() {
+  if (stopPage) stopPage();
+  stopPage = null;
+  const { route, params } = currentRoute();
+  const user = await auth.user();
+  let page = PAGES.find((p) => p.route === route) || PAGES[0];
+  if (page.signedIn && !user) page = PAGES.find((p) => p.route === "sign-in");
+  if (page.route === "sign-in" && user) page = PAGES[0];
+  await renderNav(user);
+  document.title = `${page.title} · i2v console`;
+  const module = await import(page.module);
+  main.replaceChildren();
+  const stop = await module.render(main, { params, user, config, go, api, auth });
+  stopPage = typeof stop === "function" ? stop : null;
+  const heading = main.querySelector("h1");
+  if (heading) heading.setAttribute("tabindex", "-1");
+  (heading || main).focus({ preventScroll: false });
+  announce(`${page.title} page`);
+}
+
+async function start() {
+  try {
+    config = await loadConfig();
+    await auth.init(config);
+  } catch (error) {
+    main.replaceChildren(h("p", { class: "error", role: "alert" }, `The console could not start: ${error.message}`));
+    return;
+  }
+  api.configure(config.api_url, auth.token);
+  window.addEventListener("hashchange", show);
+  window.addEventListener("i2v:unauthorized", async (event) => {
+    await auth.signOut();
+    sessionStorage.setItem("i2v.signin-reason", event.detail.message);
+    go("sign-in");
+  });
+  document.getElementById("sign-out").addEventListener("click", async () => {
+    await auth.signOut();
+    go("sign-in");
+  });
+  await show();
+}
+
+start();

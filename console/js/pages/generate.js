@@ -1,0 +1,251 @@
+// Generate: an image (uploaded by its SHA-256) or a prompt, a model and its allowed settings, the price from
+// quote, then generate-video with an Idempotency-Key kept in sessionStorage until the request is answered, so a
+// double click or a reload sends the same key again and the video is charged once.
+import { credits, h, messageBox } from "../ui.js";
+
+const PENDING = "i2v.generate.pending";
+const RETRY = "i2v.retry";
+const IMAGES = "i2v.job-images";
+
+function readJson(storage, key) {
+  try {
+    return JSON.parse(storage.getItem(key) || "null");
+  } catch {
+    return null;
+  }
+}
+
+/** Remember which image a job was made from, so "retry as new" can use it again (the last 200 jobs). */
+export function rememberImage(jobId, imageUrl) {
+  if (!imageUrl) return;
+  const images = readJson(localStorage, IMAGES) || {};
+  images[jobId] = imageUrl;
+  const ids = Object.keys(images);
+  for (const old of ids.slice(0, Math.max(0, ids.length - 200))) delete images[old];
+  localStorage.setItem(IMAGES, JSON.stringify(images));
+}
+
+export function imageOf(jobId) {
+  return (readJson(localStorage, IMAGES) || {})[jobId] || null;
+}
+
+function select(id, label, values, chosen) {
+  const el = h("select", { id, name: id }, values.map((v) => h("option", { value: String(v), selected: String(v) === String(chosen) }, String(v))));
+  return { el, field: h("div", { class: "field" }, h("label", { for: id }, label), el) };
+}
+
+export async function render(main, { api, go }) {
+  const error = messageBox("error");
+  const started = messageBox("success");
+  main.append(h("h1", {}, "Generate a video"), error, started);
+
+  let models;
+  try {
+    models = (await api.get("list-models")).models;
+  } catch (e) {
+    error.show(`The models could not be listed: ${api.describe(e)}`);
+    return;
+  }
+  const usable = models.filter((m) => m.available);
+  const retry = readJson(sessionStorage, RETRY);
+  sessionStorage.removeItem(RETRY);
+  const pending = readJson(sessionStorage, PENDING);
+  const seed = (pending && pending.body) || retry || {};
+  let imageUrl = seed.image_url || null;
+  let quoteTimer = null;
+  let quoteSeq = 0;
+  let sending = false;
+
+  const modelSelect = h("select", { id: "model", name: "model" },
+    models.map((m) => h("option", { value: m.slug, disabled: !m.available, selected: m.slug === (seed.model_id || (usable[0] || {}).slug) },
+      m.available ? `${m.name} (${m.slug})` : `${m.name} (${m.slug}) — unavailable: ${m.unavailable_reason || "switched off"}`)));
+  const file = h("input", { id: "image", type: "file", accept: "image/jpeg,image/png,image/webp", "aria-describedby": "image-hint upload-state" });
+  const preview = h("img", { alt: "", hidden: true });
+  const uploadState = h("p", { class: "upload-state", id: "upload-state", role: "status" },
+    imageUrl ? "Using the image of the earlier job." : "");
+  const drop = h("div", { class: "drop" }, preview,
+    h("label", { for: "image", class: "label" }, "Image"),
+    h("p", { class: "hint", id: "image-hint" }, "Drop a JPEG, PNG or WebP here, or press to choose one."), file);
+  const prompt = h("textarea", { id: "prompt", name: "prompt", maxlength: "4000", "aria-describedby": "prompt-hint" }, seed.prompt || "");
+  const settingsBox = h("div", { class: "row" });
+  const amount = h("p", { class: "amount", id: "price" }, "—");
+  const priceNote = h("p", { class: "hint", id: "price-note" }, "");
+  const balanceDd = h("dd", { id: "balance" }, "—");
+  const afterDd = h("dd", { id: "balance-after" }, "—");
+  const submit = h("button", { type: "submit", id: "generate", disabled: true }, "Generate");
+  let settingSelects = {};
+
+  function model() {
+    return models.find((m) => m.slug === modelSelect.value);
+  }
+
+  function renderSettings(chosen = {}) {
+    const m = model();
+    const defaults = { ...m.defaults, ...chosen };
+    settingSelects = {
+      resolution: select("resolution", "Resolution", m.resolutions, defaults.resolution),
+      aspect_ratio: select("aspect_ratio", "Aspect ratio", m.aspect_ratios, defaults.aspect_ratio),
+      duration: select("duration", "Duration (seconds)", m.durations, defaults.duration),
+    };
+    settingsBox.replaceChildren(...Object.values(settingSelects).map((s) => s.field));
+    for (const s of Object.values(settingSelects)) s.el.addEventListener("change", requote);
+  }
+
+  function body() {
+    const b = {
+      model_id: modelSelect.value,
+      prompt: prompt.value,
+      settings: {
+        resolution: settingSelects.resolution.el.value,
+        aspect_ratio: settingSelects.aspect_ratio.el.value,
+        duration: Number(settingSelects.duration.el.value),
+      },
+    };
+    if (imageUrl) b.image_url = imageUrl;
+    return b;
+  }
+
+  function ready() {
+    const m = model();
+    if (m.requires_image && !imageUrl) return "Choose an image to see the price.";
+    if (!m.requires_image && !imageUrl && !prompt.value.trim()) return "Type a prompt or choose an image to see the price.";
+    return null;
+  }
+
+  function requote() {
+    clearTimeout(quoteTimer);
+    quoteTimer = setTimeout(quote, 250);
+  }
+
+  async function quote() {
+    const seq = ++quoteSeq;
+    const missing = ready();
+    submit.disabled = true;
+    if (missing) {
+      amount.textContent = "—";
+      priceNote.textContent = missing;
+      submit.textContent = "Generate";
+      return;
+    }
+    priceNote.textContent = "Pricing…";
+    try {
+      const q = await api.post("quote", body());
+      if (seq !== quoteSeq) return;
+      amount.textContent = credits(q.credits);
+      balanceDd.textContent = credits(q.balance);
+      afterDd.textContent = credits(q.balance_after);
+      priceNote.textContent = q.balance_after < 0
+        ? `Your balance of ${credits(q.balance)} does not cover this video.`
+        : "Charged once, when you press Generate; refunded if the job fails or is canceled.";
+      priceNote.className = q.balance_after < 0 ? "warning" : "hint";
+      submit.textContent = `Generate for ${credits(q.credits)}`;
+      submit.disabled = sending;
+    } catch (e) {
+      if (seq !== quoteSeq) return;
+      amount.textContent = "—";
+      priceNote.className = "error";
+      priceNote.textContent = api.describe(e);
+    }
+  }
+
+  async function upload(chosen) {
+    if (!chosen) return;
+    error.clear();
+    imageUrl = null;
+    preview.hidden = !chosen.type.startsWith("image/");
+    if (!preview.hidden) {
+      preview.src = URL.createObjectURL(chosen);
+      preview.alt = `Preview of ${chosen.name}`;
+    }
+    uploadState.textContent = `Uploading ${chosen.name}…`;
+    submit.disabled = true;
+    try {
+      const target = await api.uploadImage(chosen);
+      imageUrl = target.image_url;
+      uploadState.textContent = target.already_uploaded
+        ? `${chosen.name} was already uploaded: nothing sent again.`
+        : `${chosen.name} uploaded.`;
+      requote();
+    } catch (e) {
+      uploadState.textContent = "";
+      error.show(`The image could not be uploaded: ${api.describe(e)}`);
+    }
+  }
+
+  async function send(b) {
+    if (sending) return; // a second click while the first request is out
+    sending = true;
+    submit.disabled = true;
+    error.clear();
+    started.clear();
+    const saved = readJson(sessionStorage, PENDING);
+    const entry = saved && JSON.stringify(saved.body) === JSON.stringify(b) ? saved : { key: crypto.randomUUID(), body: b };
+    sessionStorage.setItem(PENDING, JSON.stringify(entry));
+    try {
+      const { data, response } = await api.call("POST", "generate-video", { body: b, headers: { "Idempotency-Key": entry.key } });
+      sessionStorage.removeItem(PENDING);
+      rememberImage(data.job_id, b.image_url);
+      const replayed = response.headers.get("Idempotent-Replayed") === "true";
+      started.replaceChildren(
+        replayed ? "This request was already answered: " : "Started job ",
+        h("code", { id: "started-job" }, data.job_id),
+        ` (${credits(data.credits_used)}). `,
+        h("a", { href: "#/jobs" }, "Follow it on the Jobs page"), ".");
+    } catch (e) {
+      const unanswered = e.status === 0 || e.status >= 500 || e.code === "idempotency_in_flight";
+      if (!unanswered) sessionStorage.removeItem(PENDING);
+      error.show(unanswered
+        ? `${api.describe(e)} Press Generate again: the same request is sent again and charged at most once.`
+        : api.describe(e));
+    } finally {
+      sending = false;
+      requote();
+    }
+  }
+
+  const form = h("form", { class: "generate", novalidate: true },
+    h("section", { class: "panel", "aria-labelledby": "what" },
+      h("h2", { id: "what" }, "What to animate"),
+      h("div", { class: "field" }, h("label", { for: "model" }, "Model"), modelSelect),
+      drop, uploadState,
+      h("div", { class: "field" }, h("label", { for: "prompt" }, "Prompt"), prompt,
+        h("p", { class: "hint", id: "prompt-hint" }, "Camera words work with local-motion: zoom in, pan left, orbit, pull back.")),
+      settingsBox),
+    h("section", { class: "panel price", "aria-labelledby": "price-title", "aria-live": "polite" },
+      h("h2", { id: "price-title" }, "Price"),
+      amount,
+      h("dl", {}, h("dt", {}, "Balance"), balanceDd, h("dt", {}, "After"), afterDd),
+      priceNote,
+      submit));
+  main.append(form);
+  renderSettings(seed.settings || {});
+
+  modelSelect.addEventListener("change", () => {
+    renderSettings();
+    requote();
+  });
+  prompt.addEventListener("input", requote);
+  file.addEventListener("change", () => upload(file.files[0]));
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    upload(event.dataTransfer.files[0]);
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send(body());
+  });
+
+  if (pending) {
+    started.show("A request made before the page was reloaded had no answer yet: sending it again with the same Idempotency-Key (charged once).");
+    await send(pending.body);
+  } else {
+    await quote();
+  }
+  return () => clearTimeout(quoteTimer);
+}

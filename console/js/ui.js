@@ -1,0 +1,50 @@
+// Small DOM helpers shared by the pages.
+
+/** Create an element: h("p", {class: "x"}, "text", child). Attributes starting with "on" are listeners. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === false || value === null || value === undefined) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) el.append(child);
+  }
+  return el;
+}
+
+/** Say something to screen-reader users (a polite live region). */
+export function announce(text) {
+  const region = document.getElementById("announcer");
+  region.textContent = "";
+  setTimeout(() => (region.textContent = text), 50);
+}
+
+/** A message box (role=alert for errors) whose text can be set and cleared. */
+export function messageBox(kind = "error") {
+  const el = h("div", { class: kind, role: kind === "error" ? "alert" : "status" });
+  el.show = (text) => (el.textContent = text || "");
+  el.clear = () => (el.textContent = "");
+  return el;
+}
+
+/** "2026-05-01 12:03:04" (local time) from an ISO timestamp. */
+export function when(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** The download name the CLI uses too: {job_id}_{model}_{YYYYmmdd_HHMMSS}.mp4, the job's creation time in UTC. */
+export function videoFilename(job) {
+  const d = job.created_at ? new Date(job.created_at) : new Date();
+  const pad = (n) => String(n).padStart(2, "0");
+  const stamp = `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}_${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}`;
+  const model = (job.model || "video").replace(/[^A-Za-z0-9._-]/g, "-");
+  return `${job.job_id}_${model}_${stamp}.mp4`;
+}
+
+export const credits = (n) => `${n} credit${n === 1 ? "" : "s"}`;
