@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export XDG_RUNTIME_DIR ?= /tmp/i2v-runtime-$(shell id -u)
 
-.PHONY: install demo test serve lint format bench clean check-deploy openapi
+.PHONY: install demo test serve lint format bench clean check-deploy openapi browser screenshots console-vendor
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,22 @@ lint: install  ## ruff (lint + format check) and mypy --strict
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+browser:  ## install Debian's chromium and chromium-driver (the console's browser tests; skipped without them)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && echo "chromium and chromedriver are installed" \
+	  || { sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	       $$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends chromium chromium-driver; }
+
+screenshots: install browser  ## re-take the console screenshots in docs/screenshots/ (shown in the README)
+	I2V_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest -q tests/test_console.py
+
+SUPABASE_JS_VERSION := 2.109.0
+console-vendor:  ## refresh console/vendor/supabase.js from the npm registry (@supabase/supabase-js, pinned)
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent @supabase/supabase-js@$(SUPABASE_JS_VERSION) >/dev/null \
+	  && tar xzf supabase-supabase-js-$(SUPABASE_JS_VERSION).tgz \
+	  && cp package/dist/umd/supabase.js $(CURDIR)/console/vendor/supabase.js \
+	  && cp package/LICENSE $(CURDIR)/console/vendor/supabase.LICENSE && rm -rf $$tmp \
+	  && echo "console/vendor/supabase.js is @supabase/supabase-js $(SUPABASE_JS_VERSION)"
 
 bench: install  ## run the benchmarks; JSON results go to bench/results/
 	$(PY) -m bench.run

@@ -1,0 +1,280 @@
+"""The web console: served by the local server, and used end to end in a real browser (headless chromium)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.billing import ledger as credits
+from shared.db import Database
+from tests.browser_support import chromium, until
+from tests.conftest import configured, debit_job
+from tests.media_support import EXAMPLES
+
+#: Where the README's screenshots are written when set (make screenshots); otherwise nowhere.
+SCREENSHOTS = os.environ.get("I2V_SCREENSHOTS_DIR")
+
+# Sums the layout shifts Chrome measures on the page (Layout Instability API).
+_WATCH_SHIFTS = """
+window.__shift = 0;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) if (!entry.hadRecentInput) window.__shift += entry.value;
+}).observe({type: "layout-shift", buffered: false});
+"""
+
+
+def test_console_is_served_at_the_root(anon: httpx.Client) -> None:
+    """GET / is the console's page, its modules and stylesheet are served, and API paths stay JSON errors."""
+    page = anon.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'src="js/app.js"' in page.text
+    assert anon.get("/js/app.js").headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript")
+    assert anon.get("/style.css").status_code == 200
+    missing = anon.get("/functions/v1/no-such-function")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert anon.post("/").status_code == 405
+
+
+def test_dev_sign_in_mints_a_token_the_api_accepts(anon: httpx.Client) -> None:
+    """With the stack's own dev secret, config.json offers the dev sign-in and its token reads the API."""
+    assert anon.get("/config.json").json() == {"api_url": "", "dev_sign_in": True}
+    user = uuid.uuid4()
+    signed = anon.post("/console/dev-sign-in", json={"user_id": str(user)}).json()
+    assert signed["user_id"] == str(user)
+    me = anon.get("/functions/v1/get-credits", headers={"Authorization": f"Bearer {signed['access_token']}"})
+    assert me.status_code == 200 and me.json()["balance"] == 0
+
+
+def test_dev_sign_in_is_gone_with_a_supabase_secret(anon: httpx.Client) -> None:
+    """With SUPABASE_JWT_SECRET set the dev sign-in answers 404 and config.json offers Supabase sign-in."""
+    with configured(
+        SUPABASE_JWT_SECRET="a-project-secret-of-enough-length-0123456789",
+        SUPABASE_URL="https://abcdefghijklmnopqrst.supabase.co",
+        SUPABASE_ANON_KEY="anon-key",
+    ):
+        assert anon.post("/console/dev-sign-in", json={}).status_code == 404
+        config = anon.get("/config.json").json()
+    assert config["dev_sign_in"] is False
+    assert config["supabase_url"] == "https://abcdefghijklmnopqrst.supabase.co"
+
+
+@pytest.fixture(scope="module")
+def browser(stack: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless chromium for this module's tests (downloads go to its own directory)."""
+    downloads = tmp_path_factory.mktemp("downloads")
+    with chromium(downloads) as driver:
+        driver.downloads = downloads
+        yield driver
+
+
+def _by(driver: Any, css: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def _text(driver: Any, css: str) -> str:
+    text: str = _by(driver, css).text
+    return text
+
+
+def _shot(driver: Any, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+def _sign_in(driver: Any, stack: str, user: uuid.UUID, shot: bool = False) -> None:
+    """Open the console signed out and use the dev sign-in as ``user``."""
+    driver.get(stack + "/")
+    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+    driver.get(stack + "/#/sign-in")
+    field = until(driver, lambda d: _by(d, "#dev-user"), "the sign-in form")
+    field.clear()
+    field.send_keys(str(user))
+    if shot:
+        _shot(driver, "sign-in")
+    _by(driver, "#dev-sign-in").click()
+    until(driver, lambda d: _by(d, "#model"), "the generate page")
+
+
+def _pick_image(driver: Any, name: str = "landscape.jpg") -> None:
+    _by(driver, "#image").send_keys(str(EXAMPLES / name))
+    until(driver, lambda d: "uploaded" in _text(d, "#upload-state"), "the upload")
+
+
+def _choose(driver: Any, select_id: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(_by(driver, f"#{select_id}")).select_by_value(value)
+
+
+def _generation_entries(db: Database, user: uuid.UUID) -> list[dict[str, Any]]:
+    data = db.call("get_credits", user=user, signup_credits=0, limit=200)
+    return [e for e in data["entries"] if e["kind"] == "generation"]
+
+
+def test_generate_watch_play_and_download(browser: Any, stack: str, db: Database) -> None:
+    """Sign in, upload, see the quote, generate, watch the job complete, play the video (a duration, time
+    advancing), download it under its documented name, and see the debit in the ledger."""
+    user = uuid.uuid4()
+    credits.grant(user, 10, "console test")
+    _sign_in(browser, stack, user, shot=True)
+    _by(browser, "#prompt").send_keys("slow zoom in on the horizon")
+    _choose(browser, "resolution", "480p")
+    _choose(browser, "aspect_ratio", "16:9")
+    _choose(browser, "duration", "2")
+    _pick_image(browser)
+    until(browser, lambda d: _text(d, "#price") == "2 credits", "the quote")
+    assert _text(browser, "#balance-after") == "8 credits"
+    _shot(browser, "generate")
+    _by(browser, "#generate").click()
+    job_id = until(browser, lambda d: _text(d, "#started-job"), "the job id")
+
+    browser.get(stack + "/#/jobs")
+    row = f"#job-{job_id}"
+    until(browser, lambda d: _by(d, row).get_attribute("data-status") == "completed", "the job to complete")
+    _shot(browser, "jobs")
+
+    browser.get(stack + f"/#/gallery?job={job_id}")
+    video = until(browser, lambda d: _by(d, f"#video-{job_id} video"), "the player")
+    duration = until(
+        browser, lambda d: d.execute_script("return arguments[0].duration || 0", video), "the video's duration"
+    )
+    assert 1.5 <= duration <= 2.5
+    browser.execute_script("arguments[0].muted = true; arguments[0].play();", video)
+    until(browser, lambda d: d.execute_script("return arguments[0].currentTime", video) > 0.3, "playback")
+    _shot(browser, "gallery")
+    link = _by(browser, f"#video-{job_id} a.download")
+    name = link.get_attribute("download")
+    assert name.startswith(f"{job_id}_local-motion_") and name.endswith(".mp4")
+    link.click()
+    saved = until(
+        browser, lambda d: (d.downloads / name).exists() and (d.downloads / name), "the download", timeout=30
+    )
+    assert saved.read_bytes()[4:8] == b"ftyp"
+
+    browser.get(stack + "/#/credits")
+    until(browser, lambda d: _text(d, "#balance") == "8 credits", "the balance")
+    ledger = _text(browser, "#ledger")
+    assert "-2" in ledger and "generation" in ledger and job_id in ledger
+    _shot(browser, "credits")
+
+
+def test_cancel_refunds_and_retry_prefills(browser: Any, stack: str, db: Database) -> None:
+    """Cancel a waiting job from the jobs page: it shows canceled without moving the layout, the refund is in
+    the ledger, and "Retry as new" opens the generate page with the job's prompt."""
+    user = uuid.uuid4()
+    credits.grant(user, 5, "console test")
+    job = debit_job(db, user, 3, prompt="pan right across the scene")
+    _sign_in(browser, stack, user)
+    browser.get(stack + "/#/jobs")
+    row = f"#job-{job}"
+    until(browser, lambda d: _by(d, row).get_attribute("data-status") == "pending", "the pending job")
+    browser.execute_script(_WATCH_SHIFTS)
+    _by(browser, f"{row} [data-action=cancel]").click()
+    until(browser, lambda d: _by(d, row).get_attribute("data-status") == "canceled", "the cancel")
+    time.sleep(0.3)  # let the observer report
+    assert browser.execute_script("return window.__shift") < 0.01
+    assert db.call("get_credits", user=user, signup_credits=0, limit=10)["balance"] == 5
+    browser.get(stack + "/#/credits")
+    until(browser, lambda d: "refund" in _text(d, "#ledger"), "the refund in the ledger")
+    browser.get(stack + "/#/jobs")
+    until(browser, lambda d: _by(d, f"{row} [data-action=retry]"), "the retry button").click()
+    prompt = until(browser, lambda d: _by(d, "#prompt").get_attribute("value"), "the prefilled prompt")
+    assert prompt == "pan right across the scene"
+
+
+def test_insufficient_credits_is_shown_in_words(browser: Any, stack: str, db: Database) -> None:
+    """With no credits the quote warns, and generating shows the API's 402 in words; nothing is charged."""
+    user = uuid.uuid4()
+    _sign_in(browser, stack, user)
+    _choose(browser, "duration", "2")
+    _pick_image(browser, "square.jpg")
+    until(browser, lambda d: "does not cover" in _text(d, ".price"), "the quote's warning")
+    _by(browser, "#generate").click()
+    message = until(browser, lambda d: _text(d, "[role=alert]"), "the error message")
+    assert "costs 2 credits" in message and "balance is 0" in message
+    assert _generation_entries(db, user) == []
+
+
+def test_double_click_and_reload_charge_once(browser: Any, stack: str, db: Database) -> None:
+    """A double click on Generate makes one job; a request left unanswered at a reload is sent again with the
+    same Idempotency-Key, so the API replays it instead of charging again."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    user = uuid.uuid4()
+    credits.grant(user, 10, "console test")
+    _sign_in(browser, stack, user)
+    _choose(browser, "duration", "1")
+    _pick_image(browser, "portrait.jpg")
+    until(browser, lambda d: _text(d, "#price") == "1 credit", "the quote")
+    ActionChains(browser).double_click(_by(browser, "#generate")).perform()
+    first = until(browser, lambda d: _text(d, "#started-job"), "the job id")
+    time.sleep(0.5)
+    assert [e["job_id"] for e in _generation_entries(db, user)] == [first]
+
+    # A request sent, then the page reloaded before its answer: the key and body wait in sessionStorage.
+    body = browser.execute_script(
+        "return {model_id: 'local-motion', prompt: 'orbit', image_url: arguments[0],"
+        " settings: {resolution: 'auto', aspect_ratio: 'auto', duration: 1}}",
+        browser.execute_script("return JSON.parse(localStorage.getItem('i2v.job-images'))[arguments[0]]", first),
+    )
+    key = f"reload-{uuid.uuid4()}"
+    browser.execute_script(
+        "sessionStorage.setItem('i2v.generate.pending', JSON.stringify({key: arguments[0], body: arguments[1]}))",
+        key,
+        body,
+    )
+    browser.refresh()
+    second = until(browser, lambda d: _text(d, "#started-job"), "the resent request's answer")
+    assert browser.execute_script("return sessionStorage.getItem('i2v.generate.pending')") is None
+    token = browser.execute_script("return JSON.parse(localStorage.getItem('i2v.dev-session')).access_token")
+    replay = httpx.post(
+        f"{stack}/functions/v1/generate-video",
+        json=body,
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+    )
+    assert replay.headers["idempotent-replayed"] == "true" and replay.json()["job_id"] == second
+    assert len(_generation_entries(db, user)) == 2
+
+
+def test_phone_width_labels_and_keyboard(stack: str, tmp_path: Path) -> None:
+    """At a phone's width no page scrolls sideways, every form control has a label, and the navigation is
+    reachable by keyboard."""
+    from selenium.webdriver.common.keys import Keys
+
+    user = uuid.uuid4()
+    credits.grant(user, 3, "console test")
+    with chromium(tmp_path, width=390, height=844, phone=True) as phone:
+        _sign_in(phone, stack, user)
+        for route in ("generate", "jobs", "gallery", "credits"):
+            phone.get(f"{stack}/#/{route}")
+            until(phone, lambda d: _by(d, "h1").text and not d.find_elements("css selector", ".loading"), route)
+            wide = phone.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert wide <= 0, f"{route} scrolls sideways by {wide}px"
+            assert phone.execute_script("return window.innerWidth") == 390
+            unlabeled = phone.execute_script(
+                "return [...document.querySelectorAll('input, select, textarea')]"
+                ".filter(e => !e.labels.length && !e.getAttribute('aria-label')).map(e => e.id)"
+            )
+            assert unlabeled == [], route
+        phone.get(f"{stack}/#/generate")
+        until(phone, lambda d: _by(d, "#model"), "the generate page")
+        _shot(phone, "phone-generate")
+        phone.execute_script("document.querySelector('.skip').focus()")
+        for _ in range(6):
+            phone.switch_to.active_element.send_keys(Keys.TAB)
+            if phone.execute_script("return document.activeElement.textContent") == "Jobs":
+                break
+        phone.switch_to.active_element.send_keys(Keys.ENTER)
+        until(phone, lambda d: _text(d, "h1") == "Jobs", "the jobs page, opened from the keyboard")
