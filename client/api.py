@@ -19,6 +19,7 @@ import mimetypes
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -96,6 +97,16 @@ def _error(resp: httpx.Response) -> ApiError:
     err = ApiError(resp.status_code, _json_or_empty(resp))
     err.retry_after = _retry_after(resp)
     return err
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A stored image: its image_url, content hash and size, and whether the server had it already."""
+
+    image_url: str
+    sha256: str
+    size: int
+    already_uploaded: bool
 
 
 class I2VClient:
@@ -185,12 +196,23 @@ class I2VClient:
 
     def upload_image(self, path: Path, content_type: str | None = None) -> str:
         """Upload a local image through create-upload-url (skipped when already stored); return its image_url."""
+        return self.store_image(path, content_type).image_url
+
+    def store_image(self, path: Path, content_type: str | None = None) -> Upload:
+        """Upload a local image through create-upload-url (nothing is sent when the server already has the same
+        content from this user); say what happened."""
         data = path.read_bytes()
         if content_type is None:
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             if content_type == "image/jpg":
                 content_type = "image/jpeg"
-        return self.upload_bytes(data, content_type)
+        target = self._store(data, content_type)
+        return Upload(
+            target["image_url"],
+            hashlib.sha256(data).hexdigest(),
+            len(data),
+            bool(target.get("already_uploaded")),
+        )
 
     def upload_target(self, data: bytes, content_type: str) -> dict[str, Any]:
         """POST create-upload-url for these bytes (their SHA-256 names them): the image_url and where to PUT."""
@@ -200,6 +222,10 @@ class I2VClient:
 
     def upload_bytes(self, data: bytes, content_type: str) -> str:
         """Store image bytes (nothing is sent when this user already stored the same content); return image_url."""
+        image_url: str = self._store(data, content_type)["image_url"]
+        return image_url
+
+    def _store(self, data: bytes, content_type: str) -> dict[str, Any]:
         target = self.upload_target(data, content_type)
         if not target.get("already_uploaded"):
 
@@ -215,8 +241,7 @@ class I2VClient:
                     raise _error(resp)
 
             self.retrying(put, "the upload URL")
-        image_url: str = target["image_url"]
-        return image_url
+        return target
 
     def quote(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST quote: what generate-video would charge for this body, and the balance after; charges nothing."""

@@ -25,6 +25,7 @@ from client.api import ApiError, I2VClient
 from client.bulk_inputs import JobSpec, job_matrix, read_prompts, scan_images
 from client.manifest import Entry, Manifest, now_iso, write_json_atomic
 from client.media import download_video, sidecar_path, video_filename, video_tags
+from client.render import ID_WIDTH, add_typed_column
 
 _LABELS = {
     "done": "downloaded",
@@ -163,8 +164,10 @@ class BulkRun:
         balance: int,
     ) -> None:
         table = Table(title=f"i2v bulk --dry-run: {len(specs)} jobs ({self.opts.model})")
-        for column in ("#", "image", "prompt", "state", "credits"):
-            table.add_column(column)
+        table.add_column("#")
+        add_typed_column(table, "image")
+        for column in ("prompt", "state", "credits"):
+            table.add_column(column, overflow="fold")
         price = str(quote["credits"]) if quote else "-"
         for n, spec in enumerate(specs, 1):
             action = actions[spec.key]
@@ -317,8 +320,12 @@ class BulkRun:
 
     def _summary(self, specs: list[JobSpec]) -> int:
         table = Table(title=f"i2v bulk: {len(specs)} jobs ({self.opts.model})")
-        for column in ("image", "prompt", "job", "status", "credits", "file / error"):
+        add_typed_column(table, "image")
+        table.add_column("prompt", overflow="fold")
+        add_typed_column(table, "job", ID_WIDTH)
+        for column in ("status", "credits"):
             table.add_column(column)
+        add_typed_column(table, "file / error")
         done = 0
         for spec in specs:
             entry = self._entry(spec)
@@ -326,7 +333,7 @@ class BulkRun:
             table.add_row(
                 spec.image.name,
                 _short(spec.prompt),
-                (entry.job_id or "-")[:8],
+                entry.job_id or "-",
                 entry.state,
                 "-" if entry.credits is None else str(entry.credits),
                 entry.file if entry.state == "completed" else (entry.error or ""),

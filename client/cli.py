@@ -1,5 +1,6 @@
 """The ``i2v`` command: run the local stack, manage the database and credits, the demo, and the API client
-commands (``models``, ``credits``, ``jobs``, ``status``, ``download``, ``cancel``, ``bulk``, ``mcp``)."""
+commands (``models``, ``credits``, ``jobs``, ``status``, ``upload``, ``generate``, ``download``, ``cancel``,
+``bulk``, ``mcp``)."""
 
 from __future__ import annotations
 
@@ -335,6 +336,92 @@ def download(
         render.print_json({"job_id": job_id, "path": str(dest), "bytes": dest.stat().st_size})
     else:
         typer.echo(str(dest))
+
+
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(help="A JPEG, PNG or WebP image.")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Upload an image (by its SHA-256: content already stored is not sent again) and print its image_url."""
+    from client import render, single
+
+    try:
+        with _api(api_url, token) as api:
+            stored = single.upload(api, file, console)
+    except single.InputError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        render.print_json(
+            {
+                "image_url": stored.image_url,
+                "sha256": stored.sha256,
+                "size": stored.size,
+                "already_uploaded": stored.already_uploaded,
+            }
+        )
+    else:
+        typer.echo(stored.image_url)
+
+
+@app.command()
+def generate(
+    image: Annotated[
+        str | None,
+        typer.Argument(help="A local image (uploaded first) or an https URL; omit for prompt only."),
+    ] = None,
+    prompt: Annotated[str, typer.Option(help="What should happen (camera words for local-motion).")] = "",
+    model: Annotated[str, typer.Option(help="Model slug (i2v models lists them).")] = "local-motion",
+    resolution: Annotated[str | None, typer.Option(help="e.g. 480p, 720p (model default if unset).")] = None,
+    aspect_ratio: Annotated[str | None, typer.Option(help="e.g. 16:9, 9:16, 1:1.")] = None,
+    duration: Annotated[int | None, typer.Option(help="Seconds.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = False,
+    download: Annotated[bool, typer.Option(help="Wait, then save the video (implies --wait).")] = False,
+    output_dir: Annotated[Path, typer.Option(help="Where --download saves the video.")] = Path("downloads"),
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Send this Idempotency-Key (to retry a request: charged once).")
+    ] = None,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between status checks.", min=0.05)] = 1.0,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Make one video: show its price, start it, and with --wait or --download follow it (and save it).
+
+    Prints the job id (with --download, the saved file's path); exits 1 when a followed job fails or is canceled.
+    """
+    from client import render, single
+
+    requested = {"resolution": resolution, "aspect_ratio": aspect_ratio, "duration": duration}
+    opts = single.GenerateOptions(
+        image=image,
+        prompt=prompt,
+        model=model,
+        settings={k: v for k, v in requested.items() if v is not None},
+        wait=wait,
+        download=download,
+        output_dir=output_dir,
+        idempotency_key=idempotency_key,
+        poll_interval=poll_interval,
+    )
+    if image is None and not prompt:
+        console.print("[red]Give an IMAGE, a --prompt, or both.[/red]")
+        raise typer.Exit(2)
+    try:
+        with _api(api_url, token) as api:
+            result = single.generate(api, opts, console)
+    except single.InputError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        render.print_json(result)
+    else:
+        typer.echo(result.get("path") or result["job_id"])
+    if (wait or download) and result.get("status") != "completed":
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from client.api import ApiError, I2VClient
+from client.media import video_filename
+from client.render import add_typed_column
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_USER = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
@@ -66,6 +68,15 @@ def _start_server(port: int, log_path: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"the server did not become healthy; see {log_path}")
 
 
+def _server_log() -> Path:
+    """Where the demo's server writes its log: in I2V_HOME, never among the downloaded videos."""
+    from shared.settings import get_settings
+
+    path = get_settings().home / "logs" / "demo-server.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _make_one(api: I2VClient, image: Path, prompt: str, duration: int, out: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"image": image.name, "prompt": prompt}
     started = time.monotonic()
@@ -82,11 +93,11 @@ def _make_one(api: I2VClient, image: Path, prompt: str, duration: int, out: Path
         job = api.wait(created["job_id"], timeout=300)
         row["status"] = job["status"]
         if job["status"] == "completed":
-            stem = out / created["job_id"]
-            api.download(job["video_url"], stem.with_suffix(".mp4"))
-            api.download(job["thumbnail_url"], stem.with_suffix(".jpg"))
-            row["file"] = str(stem.with_suffix(".mp4"))
-            row["size"] = stem.with_suffix(".mp4").stat().st_size
+            video = out / video_filename(created["job_id"], "local-motion", job.get("created_at"))
+            api.download(job["video_url"], video)
+            api.download(job["thumbnail_url"], video.with_suffix(".jpg"))
+            row["file"] = str(video)
+            row["size"] = video.stat().st_size
         else:
             row["error"] = job.get("error_message")
     except (ApiError, httpx.HTTPError, OSError) as exc:
@@ -104,8 +115,13 @@ def run_demo(*, output_dir: str = "downloads", duration: int = 3) -> int:
         console.print("[red]no sample images in examples/[/red]")
         return 1
     port = _free_port()
+    log_path = _server_log()
     console.print(f"starting the local stack on port {port} (embedded Postgres, local storage, local engine)")
-    server = _start_server(port, out / "server.log")
+    console.print(f"server log: {log_path}", highlight=False, soft_wrap=True)
+    console.print(
+        f"demo user: {DEMO_USER} (i2v dev-token --user {DEMO_USER} signs in as it)", highlight=False
+    )
+    server = _start_server(port, log_path)
     try:
         token = _i2v("dev-token", "--user", str(DEMO_USER), "--expires-in", "3600")
         needed = duration * len(images)
@@ -132,8 +148,9 @@ def run_demo(*, output_dir: str = "downloads", duration: int = 3) -> int:
 
 def _print_table(rows: list[dict[str, Any]], balance: int) -> None:
     table = Table(title="i2v demo: local-motion videos")
-    for column in ("image", "prompt", "status", "credits", "seconds", "file / error"):
-        table.add_column(column)
+    for column in ("image", "prompt", "status", "credits", "seconds"):
+        table.add_column(column, overflow="fold")
+    add_typed_column(table, "file / error")
     for row in rows:
         table.add_row(
             row["image"],
@@ -144,4 +161,4 @@ def _print_table(rows: list[dict[str, Any]], balance: int) -> None:
             str(row.get("file") or row.get("error", "")),
         )
     console.print(table)
-    console.print(f"credit balance after the demo: {balance}")
+    console.print(f"credit balance after the demo: {balance} (user {DEMO_USER})", highlight=False)

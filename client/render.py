@@ -11,6 +11,15 @@ from rich.table import Table
 
 from client.api import ApiError, ApiUnreachable
 
+#: The width of a UUID: id columns ask for it so that an id stays on one line whenever the terminal allows.
+ID_WIDTH = 36
+
+
+def add_typed_column(table: Table, name: str, min_width: int | None = None) -> None:
+    """A column of values people type back (ids, slugs, paths): kept on one line while the other columns give
+    way, and folded (never cut short) only when the terminal is narrower than the value itself."""
+    table.add_column(name, overflow="fold", no_wrap=True, min_width=min_width)
+
 
 def print_json(value: Any) -> None:
     """Print a value as indented JSON on stdout (plain, no markup)."""
@@ -31,9 +40,9 @@ def api_error(console: Console, exc: ApiError) -> None:
 
 def models(out: Console, items: list[dict[str, Any]]) -> None:
     """The model catalog as a table."""
-    table = Table(title="i2v models")
+    table = Table(title="i2v models (price: credits per video, by settings)")
+    add_typed_column(table, "model", max((len(m["slug"]) for m in items), default=5))
     for column in (
-        "model",
         "credits",
         "available",
         "resolutions",
@@ -62,11 +71,16 @@ def credits(out: Console, body: dict[str, Any]) -> None:
     out.print(f"balance: {body['balance']} credits")
     if body.get("entries"):
         table = Table()
-        for column in ("when", "delta", "kind", "reason", "job"):
-            table.add_column(column)
+        for column in ("when", "delta", "kind", "reason"):
+            table.add_column(column, overflow="fold")
+        add_typed_column(table, "job", ID_WIDTH)
         for e in body["entries"]:
             table.add_row(
-                e["created_at"][:19], str(e["delta"]), e["kind"], e.get("reason") or "", e.get("job_id") or ""
+                e["created_at"][:16].replace("T", " "),
+                str(e["delta"]),
+                e["kind"],
+                e.get("reason") or "",
+                e.get("job_id") or "",
             )
         out.print(table)
 
@@ -74,8 +88,11 @@ def credits(out: Console, body: dict[str, Any]) -> None:
 def jobs(out: Console, videos: list[dict[str, Any]], next_cursor: str | None) -> None:
     """A page of jobs as a table."""
     table = Table(title="i2v jobs (newest first)")
-    for column in ("job", "status", "model", "credits", "created", "prompt"):
-        table.add_column(column)
+    add_typed_column(table, "job", ID_WIDTH)
+    add_typed_column(table, "status")
+    add_typed_column(table, "model")
+    for column in ("credits", "created", "prompt"):
+        table.add_column(column, overflow="fold")
     for v in videos:
         prompt = v.get("prompt") or ""
         table.add_row(
@@ -83,7 +100,7 @@ def jobs(out: Console, videos: list[dict[str, Any]], next_cursor: str | None) ->
             v["status"],
             v.get("model") or "",
             str(v.get("credits_used", "")),
-            (v.get("created_at") or "")[:19],
+            (v.get("created_at") or "")[:16].replace("T", " "),
             prompt if len(prompt) <= 40 else prompt[:39] + "…",
         )
     out.print(table)

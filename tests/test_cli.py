@@ -73,3 +73,61 @@ def test_missing_token_is_explained(stack: str) -> None:
     """A command that needs a token says how to provide one and exits 2."""
     result = i2v(None, stack, "jobs")
     assert result.exit_code == 2 and "I2V_TOKEN" in result.output
+
+
+def test_upload_prints_the_image_url_and_sends_content_once(caller: Caller, stack: str) -> None:
+    """``i2v upload FILE`` prints the image_url; the same file again is recognised and not sent twice."""
+    from tests.media_support import EXAMPLES
+
+    first = i2v(caller, stack, "upload", str(EXAMPLES / "square.jpg"))
+    assert first.exit_code == 0, first.output
+    assert "uploaded" in first.stderr and "already" not in first.stderr
+    again = i2v(caller, stack, "upload", str(EXAMPLES / "square.jpg"), "--json")
+    stored = _json(again)
+    assert stored["already_uploaded"] is True and stored["image_url"] == first.stdout.strip()
+    assert "already uploaded, nothing sent" in again.stderr
+
+
+def test_generate_waits_and_downloads_one_video(caller: Caller, stack: str, tmp_path: Path) -> None:
+    """``i2v generate IMAGE --prompt … --download`` shows the price, follows the job and saves the video under
+    its documented name, charged once."""
+    from tests.media_support import EXAMPLES
+
+    caller.grant(5)
+    result = i2v(
+        caller, stack, "generate", str(EXAMPLES / "landscape.jpg"), "--prompt", "pan right",
+        "--duration", "1", "--resolution", "480p", "--download", "--output-dir", str(tmp_path),
+        "--poll-interval", "0.1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "price: 1 credits (balance 5 → 4)" in result.stderr and "completed" in result.stderr
+    path = Path(result.stdout.strip())
+    assert path.parent == tmp_path and path.name.endswith(".mp4") and "_local-motion_" in path.name
+    with av.open(str(path)) as video:
+        assert video.metadata.get("title") == "pan right"
+    assert caller.balance() == 4
+
+
+def test_generate_refusal_is_explained(caller: Caller, stack: str) -> None:
+    """``i2v generate`` without credits exits 1 and says what the video costs and how to add credits."""
+    from tests.media_support import EXAMPLES
+
+    result = i2v(caller, stack, "generate", str(EXAMPLES / "portrait.jpg"), "--duration", "2")
+    assert result.exit_code == 1
+    assert "insufficient_credits" in result.stderr and "costs 2 credits" in result.stderr
+
+
+def test_tables_show_ids_and_slugs_in_full(caller: Caller, stack: str) -> None:
+    """On an 80-column terminal the jobs, credits and models tables print every job id and slug whole, and
+    the models table has the price in credits."""
+    job_id = _finished_job(caller)
+    env = {"I2V_API_URL": stack, "I2V_TOKEN": caller.token, "COLUMNS": "80"}
+    for args in (["jobs"], ["credits"]):
+        out = CliRunner().invoke(app, args, env=env).stdout
+        assert job_id in out, out
+    models = CliRunner().invoke(app, ["models"], env=env).stdout
+    assert "price: credits per video" in models
+    local = next(line for line in models.splitlines() if "local-motion" in line)
+    assert "1–10" in local, local
+    for slug in ("local-motion", "kling-2.1-standard"):
+        assert slug in models, models

@@ -35,7 +35,10 @@ def test_console_is_served_at_the_root(anon: httpx.Client) -> None:
     page = anon.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'src="js/app.js"' in page.text
-    assert anon.get("/js/app.js").headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript")
+    assert anon.get("/js/app.js").headers["content-type"].split(";")[0] in (
+        "text/javascript",
+        "application/javascript",
+    )
     assert anon.get("/style.css").status_code == 200
     missing = anon.get("/functions/v1/no-such-function")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
@@ -146,7 +149,9 @@ def test_generate_watch_play_and_download(browser: Any, stack: str, db: Database
     browser.get(stack + f"/#/gallery?job={job_id}")
     video = until(browser, lambda d: _by(d, f"#video-{job_id} video"), "the player")
     duration = until(
-        browser, lambda d: d.execute_script("return arguments[0].duration || 0", video), "the video's duration"
+        browser,
+        lambda d: d.execute_script("return arguments[0].duration || 0", video),
+        "the video's duration",
     )
     assert 1.5 <= duration <= 2.5
     browser.execute_script("arguments[0].muted = true; arguments[0].play();", video)
@@ -225,7 +230,9 @@ def test_double_click_and_reload_charge_once(browser: Any, stack: str, db: Datab
     body = browser.execute_script(
         "return {model_id: 'local-motion', prompt: 'orbit', image_url: arguments[0],"
         " settings: {resolution: 'auto', aspect_ratio: 'auto', duration: 1}}",
-        browser.execute_script("return JSON.parse(localStorage.getItem('i2v.job-images'))[arguments[0]]", first),
+        browser.execute_script(
+            "return JSON.parse(localStorage.getItem('i2v.job-images'))[arguments[0]]", first
+        ),
     )
     key = f"reload-{uuid.uuid4()}"
     browser.execute_script(
@@ -257,7 +264,9 @@ def test_phone_width_labels_and_keyboard(stack: str, tmp_path: Path) -> None:
         _sign_in(phone, stack, user)
         for route in ("generate", "jobs", "gallery", "credits"):
             phone.get(f"{stack}/#/{route}")
-            until(phone, lambda d: _by(d, "h1").text and not d.find_elements("css selector", ".loading"), route)
+            until(
+                phone, lambda d: _by(d, "h1").text and not d.find_elements("css selector", ".loading"), route
+            )
             wide = phone.execute_script(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
