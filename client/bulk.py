@@ -25,7 +25,7 @@ from client.api import ApiError, I2VClient
 from client.bulk_inputs import JobSpec, job_matrix, read_prompts, scan_images
 from client.manifest import Entry, Manifest, now_iso, write_json_atomic
 from client.media import download_video, sidecar_path, video_filename, video_tags
-from client.render import ID_WIDTH, add_typed_column
+from client.render import add_typed_column
 
 _LABELS = {
     "done": "downloaded",
@@ -165,7 +165,7 @@ class BulkRun:
     ) -> None:
         table = Table(title=f"i2v bulk --dry-run: {len(specs)} jobs ({self.opts.model})")
         table.add_column("#")
-        add_typed_column(table, "image")
+        add_typed_column(table, "image", (spec.image.name for spec in specs))
         for column in ("prompt", "state", "credits"):
             table.add_column(column, overflow="fold")
         price = str(quote["credits"]) if quote else "-"
@@ -178,7 +178,7 @@ class BulkRun:
                 _LABELS[action],
                 price if action in ("submit", "retry") else "-",
             )
-        self.out.print(table)
+        self.out.print(table, crop=False)
         if quote:
             self.out.print(f"settings: {quote['settings']}")
         new = sum(1 for a in actions.values() if a in ("submit", "retry"))
@@ -320,12 +320,13 @@ class BulkRun:
 
     def _summary(self, specs: list[JobSpec]) -> int:
         table = Table(title=f"i2v bulk: {len(specs)} jobs ({self.opts.model})")
-        add_typed_column(table, "image")
+        entries = [self._entry(spec) for spec in specs]
+        add_typed_column(table, "image", (spec.image.name for spec in specs))
         table.add_column("prompt", overflow="fold")
-        add_typed_column(table, "job", ID_WIDTH)
+        add_typed_column(table, "job", (entry.job_id or "-" for entry in entries))
         for column in ("status", "credits"):
             table.add_column(column)
-        add_typed_column(table, "file / error")
+        table.add_column("file / error", overflow="fold")
         done = 0
         for spec in specs:
             entry = self._entry(spec)
@@ -338,7 +339,7 @@ class BulkRun:
                 "-" if entry.credits is None else str(entry.credits),
                 entry.file if entry.state == "completed" else (entry.error or ""),
             )
-        self.out.print(table)
+        self.out.print(table, crop=False)
         self.out.print(f"{done} of {len(specs)} videos in {self.opts.output_dir}")
         if self.untagged:
             self.console.print(

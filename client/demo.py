@@ -150,7 +150,7 @@ def _print_table(rows: list[dict[str, Any]], balance: int) -> None:
     table = Table(title="i2v demo: local-motion videos")
     for column in ("image", "prompt", "status", "credits", "seconds"):
         table.add_column(column, overflow="fold")
-    add_typed_column(table, "file / error")
+    add_typed_column(table, "file / error", (str(r.get("file") or r.get("error", "")) for r in rows))
     for row in rows:
         table.add_row(
             row["image"],
@@ -160,5 +160,5 @@ def _print_table(rows: list[dict[str, Any]], balance: int) -> None:
             str(row["seconds"]),
             str(row.get("file") or row.get("error", "")),
         )
-    console.print(table)
+    console.print(table, crop=False)
     console.print(f"credit balance after the demo: {balance} (user {DEMO_USER})", highlight=False)

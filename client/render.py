@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import typer
@@ -11,14 +12,13 @@ from rich.table import Table
 
 from client.api import ApiError, ApiUnreachable
 
-#: The width of a UUID: id columns ask for it so that an id stays on one line whenever the terminal allows.
-ID_WIDTH = 36
 
-
-def add_typed_column(table: Table, name: str, min_width: int | None = None) -> None:
-    """A column of values people type back (ids, slugs, paths): kept on one line while the other columns give
-    way, and folded (never cut short) only when the terminal is narrower than the value itself."""
-    table.add_column(name, overflow="fold", no_wrap=True, min_width=min_width)
+def add_typed_column(table: Table, name: str, values: Iterable[str]) -> None:
+    """A column of values people type back (ids, slugs, paths): as wide as its longest value, on one line, while
+    the other columns give way. Print such tables with ``crop=False``: on a terminal narrower than the table
+    the terminal wraps the line rather than anything being cut."""
+    width = max((len(v) for v in values), default=0)
+    table.add_column(name, no_wrap=True, min_width=max(width, len(name)))
 
 
 def print_json(value: Any) -> None:
@@ -41,7 +41,7 @@ def api_error(console: Console, exc: ApiError) -> None:
 def models(out: Console, items: list[dict[str, Any]]) -> None:
     """The model catalog as a table."""
     table = Table(title="i2v models (price: credits per video, by settings)")
-    add_typed_column(table, "model", max((len(m["slug"]) for m in items), default=5))
+    add_typed_column(table, "model", (m["slug"] for m in items))
     for column in (
         "credits",
         "available",
@@ -63,7 +63,7 @@ def models(out: Console, items: list[dict[str, Any]]) -> None:
             ", ".join(map(str, m["durations"])),
             ", ".join(f"{k}={v}" for k, v in m["defaults"].items()),
         )
-    out.print(table)
+    out.print(table, crop=False)
 
 
 def credits(out: Console, body: dict[str, Any]) -> None:
@@ -73,7 +73,7 @@ def credits(out: Console, body: dict[str, Any]) -> None:
         table = Table()
         for column in ("when", "delta", "kind", "reason"):
             table.add_column(column, overflow="fold")
-        add_typed_column(table, "job", ID_WIDTH)
+        add_typed_column(table, "job", (e.get("job_id") or "" for e in body["entries"]))
         for e in body["entries"]:
             table.add_row(
                 e["created_at"][:16].replace("T", " "),
@@ -82,17 +82,18 @@ def credits(out: Console, body: dict[str, Any]) -> None:
                 e.get("reason") or "",
                 e.get("job_id") or "",
             )
-        out.print(table)
+        out.print(table, crop=False)
 
 
 def jobs(out: Console, videos: list[dict[str, Any]], next_cursor: str | None) -> None:
     """A page of jobs as a table."""
     table = Table(title="i2v jobs (newest first)")
-    add_typed_column(table, "job", ID_WIDTH)
-    add_typed_column(table, "status")
-    add_typed_column(table, "model")
-    for column in ("credits", "created", "prompt"):
-        table.add_column(column, overflow="fold")
+    add_typed_column(table, "job", (v["job_id"] for v in videos))
+    add_typed_column(table, "status", (v["status"] for v in videos))
+    add_typed_column(table, "model", (v.get("model") or "" for v in videos))
+    table.add_column("credits", no_wrap=True, min_width=7)
+    table.add_column("created", no_wrap=True, min_width=16)
+    table.add_column("prompt", overflow="fold", min_width=12)
     for v in videos:
         prompt = v.get("prompt") or ""
         table.add_row(
@@ -103,7 +104,7 @@ def jobs(out: Console, videos: list[dict[str, Any]], next_cursor: str | None) ->
             (v.get("created_at") or "")[:16].replace("T", " "),
             prompt if len(prompt) <= 40 else prompt[:39] + "…",
         )
-    out.print(table)
+    out.print(table, crop=False)
     if next_cursor:
         out.print("more jobs: use --all (or --limit)")
 
