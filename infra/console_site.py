@@ -79,7 +79,9 @@ def console_router() -> APIRouter:
 class ConsoleFiles(StaticFiles):
     """The console's static files (``/`` is index.html), revalidated on every load so an edit shows at once."""
 
-    def file_response(self, full_path: Any, stat_result: Any, scope: Scope, status_code: int = 200) -> Response:
+    def file_response(
+        self, full_path: Any, stat_result: Any, scope: Scope, status_code: int = 200
+    ) -> Response:
         """The file, with ``Cache-Control: no-cache`` and ``X-Content-Type-Options: nosniff``."""
         response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers["Cache-Control"] = "no-cache"

@@ -114,7 +114,8 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
     if endpoint.response_headers:
         success["headers"] = {
-            name: {"description": text, "schema": {"type": "string"}} for name, text in endpoint.response_headers
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in endpoint.response_headers
         }
     statuses = set(endpoint.errors) | {400}  # any request can be malformed (a NUL in a query parameter, ...)
     if endpoint.auth:
