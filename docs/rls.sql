@@ -57,7 +57,7 @@ declare
 begin
   foreach t in array array[
     'accounts', 'credit_ledger', 'models', 'video_jobs', 'job_events', 'idempotency_keys', 'uploads',
-    'provider_uploads', 'purchases', 'stripe_events', 'stripe_charges', 'schema_migrations'
+    'provider_uploads', 'purchases', 'stripe_events', 'stripe_charges', 'schema_migrations', 'images'
   ] loop
     execute format('alter table %I enable row level security', t);
     execute format('revoke all on table %I from anon, authenticated', t);
@@ -65,7 +65,7 @@ begin
 end $$;
 
 -- 2. Reads: the caller's own rows; the catalog for everyone.
-grant select on accounts, credit_ledger, video_jobs, job_events, purchases to authenticated;
+grant select on accounts, credit_ledger, video_jobs, job_events, purchases, images to authenticated;
 grant select on models to anon, authenticated;
 
 drop policy if exists i2v_read_own_account on accounts;
@@ -83,6 +83,10 @@ create policy i2v_read_own_jobs on video_jobs for select to authenticated
 drop policy if exists i2v_read_own_job_events on job_events;
 create policy i2v_read_own_job_events on job_events for select to authenticated
   using (exists (select 1 from video_jobs j where j.id = job_events.job_id and j.user_id = (select auth.uid())));
+
+drop policy if exists i2v_read_own_images on images;
+create policy i2v_read_own_images on images for select to authenticated
+  using ((select auth.uid()) = user_id);
 
 drop policy if exists i2v_read_own_purchases on purchases;
 create policy i2v_read_own_purchases on purchases for select to authenticated
@@ -104,14 +108,14 @@ begin
     '_credit_purchase', '_job_status_for_update', '_money', '_purchase_for_session', '_purchase_transition',
     '_record_charge_refund', '_refund_job', '_settle_purchase_refunds', 'apply_stripe_event', 'begin_checkout',
     'begin_engine_completion', 'begin_upload', 'cancel_job', 'claim_engine_job', 'claim_mirror', 'claim_submit',
-    'claimable_engine_jobs', 'complete_job', 'credit_ledger_apply', 'credit_ledger_immutable',
+    'claimable_engine_jobs', 'complete_image_job', 'complete_job', 'credit_ledger_apply', 'credit_ledger_immutable',
     'credit_ledger_recover_debt', 'engine_progress', 'ensure_account', 'fail_job', 'find_job_by_request',
-    'get_credits', 'get_job', 'get_provider_upload', 'get_purchase', 'get_upload', 'grant_credits', 'job_counts',
-    'job_for_provider', 'job_record', 'ledger_mismatches', 'list_videos', 'mark_processing', 'mark_submit_unknown',
-    'mark_submitted', 'purchase_mismatches', 'purge_idempotency_keys', 'purge_stripe_events', 'put_provider_upload',
-    'reconcile_candidates', 'record_checkout', 'record_provider_result', 'record_provider_status',
-    'release_checkout', 'release_engine_job', 'release_mirror', 'set_job_progress', 'start_generation',
-    'touch_updated_at', 'unfinished_jobs', 'uploads_immutable', 'upsert_model', 'verify_upload',
+    'get_credits', 'get_image', 'get_job', 'get_provider_upload', 'get_purchase', 'get_upload', 'grant_credits',
+    'job_counts', 'job_for_provider', 'job_record', 'ledger_mismatches', 'list_videos', 'mark_processing',
+    'mark_submit_unknown', 'mark_submitted', 'purchase_mismatches', 'purge_idempotency_keys', 'purge_stripe_events',
+    'put_provider_upload', 'reconcile_candidates', 'record_checkout', 'record_provider_result',
+    'record_provider_status', 'release_checkout', 'release_engine_job', 'release_mirror', 'set_job_progress',
+    'start_generation', 'touch_updated_at', 'unfinished_jobs', 'uploads_immutable', 'upsert_model', 'verify_upload',
     'video_jobs_log_event'
        ])
   loop

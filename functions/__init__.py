@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 #: the OpenAPI writer and the route tests read it; serverless.yml is held equal to it by a test).
 HTTP_FUNCTIONS: tuple[str, ...] = (
     "generate_video",
+    "generate_image",
     "get_video_status",
     "list_models",
     "get_credits",
@@ -25,6 +26,7 @@ HTTP_FUNCTIONS: tuple[str, ...] = (
     "fal_webhook",
     "replicate_webhook",
     "list_videos",
+    "list_jobs",
     "status",
     "quote",
     "list_credit_packs",

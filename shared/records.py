@@ -27,6 +27,7 @@ class Job:
     model: str
     provider: str
     endpoint: str | None
+    kind: str
     prompt: str
     image_url: str | None
     settings: dict[str, Any]
@@ -38,16 +39,24 @@ class Job:
     failure_kind: str | None = None
     queue_position: int | None = None
     logs: list[Any] = field(default_factory=list)
+    images: list[dict[str, Any]] = field(default_factory=list)  # an image job's images, in order
+    input_images: list[str] = field(default_factory=list)  # an image edit's reference images
     late_delivery: bool = False
     request_id: str | None = None
     urls: dict[str, Any] = field(default_factory=dict)
     provider_status: str | None = None
     result_url: str | None = None
     mirror_attempts: int = 0
+    output_urls: list[str] | None = None  # an image job's output URLs at its provider
     next_poll_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     finished_at: datetime | None = None
+
+    @property
+    def makes_images(self) -> bool:
+        """True for an image job."""
+        return self.kind == "image"
 
     @property
     def active(self) -> bool:
@@ -64,6 +73,7 @@ class Job:
             model=str(record["model"]),
             provider=str(record["provider"]),
             endpoint=record.get("endpoint"),
+            kind=str(record.get("kind") or "video"),
             prompt=record.get("prompt") or "",
             image_url=record.get("image_url"),
             settings=record.get("settings") or {},
@@ -75,12 +85,15 @@ class Job:
             failure_kind=record.get("failure_kind"),
             queue_position=record.get("queue_position"),
             logs=list(record.get("logs") or []),
+            images=list(record.get("images") or []),
+            input_images=[str(u) for u in record.get("input_images") or []],
             late_delivery=bool(record.get("late_delivery")),
             request_id=record.get("request_id"),
             urls=record.get("urls") or {},
             provider_status=record.get("provider_status"),
             result_url=record.get("result_url"),
             mirror_attempts=int(record.get("mirror_attempts") or 0),
+            output_urls=[str(u) for u in record["output_urls"]] if record.get("output_urls") else None,
             next_poll_at=_time(record.get("next_poll_at")),
             created_at=_time(record.get("created_at")),
             updated_at=_time(record.get("updated_at")),

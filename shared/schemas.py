@@ -42,7 +42,37 @@ class GenerateVideoRequest(BaseModel):
     model_id: str = Field(min_length=1, max_length=200, description="model uuid or slug")
     prompt: str = Field(default="", max_length=4000)
     image_url: str | None = Field(default=None, max_length=4096)
+    image_id: UUID | None = Field(
+        default=None,
+        description="an image you generated (generate-image): the start image, instead of image_url",
+    )
     settings: VideoSettings = Field(default_factory=VideoSettings)
+
+
+class ImageSettings(BaseModel):
+    """Image output settings; each model lists the values it allows (see list-models)."""
+
+    model_config = ConfigDict(extra="allow")
+    aspect_ratio: str | None = Field(default=None, description="auto|1:1|16:9|9:16|... (per model)")
+    output_format: str | None = Field(default=None, description="jpeg|png")
+    num_images: int | None = Field(default=None, description="images to make (per model)", strict=True)
+
+
+class GenerateImageRequest(BaseModel):
+    """Body of POST generate-image: text to image, or an edit of reference images."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_id: str = Field(min_length=1, max_length=200, description="model uuid or slug")
+    prompt: str = Field(min_length=1, max_length=4000)
+    image_ids: list[UUID] = Field(
+        default_factory=list, max_length=14, description="images you generated, as references to edit"
+    )
+    image_urls: list[str] = Field(
+        default_factory=list,
+        max_length=14,
+        description="uploads (create-upload-url) or public URLs, as references",
+    )
+    settings: ImageSettings = Field(default_factory=ImageSettings)
 
 
 class GenerateVideoResponse(BaseModel):
@@ -51,6 +81,16 @@ class GenerateVideoResponse(BaseModel):
     job_id: UUID
     status: JobStatus
     credits_used: int
+
+
+class ImageOut(BaseModel):
+    """One image a job made: its id (for image_id / image_ids in later requests) and a download URL."""
+
+    image_id: UUID
+    url: str
+    content_type: str
+    width: int | None = None
+    height: int | None = None
 
 
 class VideoStatus(BaseModel):
@@ -65,6 +105,8 @@ class VideoStatus(BaseModel):
     queue_position: int | None = None
     logs: list[str] | None = None
     model: str | None = None
+    kind: Literal["video", "image"] = "video"
+    images: list[ImageOut] | None = Field(default=None, description="an image job's images, once completed")
     provider: str | None = Field(default=None, description="the provider that runs the job")
     credits_used: int | None = None
     created_at: datetime | None = None
@@ -145,6 +187,11 @@ class ModelInfo(BaseModel):
     resolutions: list[str]
     aspect_ratios: list[str]
     durations: list[int]
+    output_formats: list[str] = Field(default_factory=list, description="image models: jpeg, png")
+    max_images: int = Field(default=0, description="image models: the most images one request may ask for")
+    max_input_images: int = Field(
+        default=0, description="image models: the most reference images an edit takes"
+    )
     defaults: dict[str, Any]
     extra_options: list[str]
     price: dict[str, Any] = Field(description="the credits charged at the provider used now, per setting")
@@ -168,6 +215,13 @@ class VideoSummary(VideoStatus):
 
     prompt: str = ""
     settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobList(BaseModel):
+    """Body of GET list-jobs: one page of jobs (videos and images), newest first."""
+
+    jobs: list[VideoSummary]
+    next_cursor: str | None = None
 
 
 class VideoList(BaseModel):

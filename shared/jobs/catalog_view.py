@@ -33,6 +33,9 @@ def model_info(spec: ModelSpec) -> ModelInfo:
         resolutions=spec.resolutions,
         aspect_ratios=spec.aspect_ratios,
         durations=spec.durations,
+        output_formats=spec.output_formats,
+        max_images=spec.max_images,
+        max_input_images=spec.max_input_images,
         defaults=spec.defaults,
         extra_options=sorted(spec.extra_options),
         price=price_table(spec, shown),
@@ -57,7 +60,8 @@ def route_info(spec: ModelSpec, route: Route) -> RouteInfo:
 def price_table(spec: ModelSpec, route: Route) -> dict[str, Any]:
     """The credits each combination of priced settings costs at one route, computed by the code that charges.
 
-    Every resolution x duration the route can make is listed with the other settings at their defaults; an option
+    Every resolution x duration (images: every image count) the route can make is listed with the other settings
+    at their defaults; an option
     that changes the price (e.g. ``generate_audio`` on Veo) adds rows for each of its priced values.
     """
     from shared.jobs.service import price, resolve_settings
@@ -67,15 +71,28 @@ def price_table(spec: ModelSpec, route: Route) -> dict[str, Any]:
         for name, table in route.price.option_multiplier.items()
     ]
     rows: list[dict[str, Any]] = []
-    for resolution, duration in itertools.product(spec.resolutions, spec.durations):
+    for base in _priced_settings(spec):
         for options in itertools.product(*option_values):
-            chosen: dict[str, Any] = {"resolution": resolution, "duration": duration}
+            chosen: dict[str, Any] = dict(base)
             chosen.update(dict(o for o in options if o is not None))
             resolved = resolve_settings(spec, chosen)
             if route.serves(resolved):
                 rows.append({**chosen, "credits": price(route, resolved)})
     amounts = [int(row["credits"]) for row in rows]
-    return {"unit": "credits", "min": min(amounts), "max": max(amounts), "by_settings": rows}
+    return {
+        "unit": "credits",
+        "min": min(amounts) if amounts else None,
+        "max": max(amounts) if amounts else None,
+        "by_settings": rows,
+    }
+
+
+def _priced_settings(spec: ModelSpec) -> list[dict[str, Any]]:
+    """The settings a price depends on, every combination: images made (image models), or resolution x
+    duration (video models)."""
+    if spec.makes_images:
+        return [{"num_images": n} for n in range(1, spec.max_images + 1)]
+    return [{"resolution": r, "duration": d} for r, d in itertools.product(spec.resolutions, spec.durations)]
 
 
 def _option_value(raw: str) -> Any:

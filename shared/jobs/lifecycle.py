@@ -14,6 +14,7 @@ from shared.db import get_db
 from shared.media.storage import get_storage
 from shared.providers.base import JobRequest
 from shared.providers.registry import get_provider
+from shared.settings import get_settings
 
 log = logging.getLogger("i2v.jobs")
 
@@ -66,6 +67,61 @@ def complete_with_files(
         result=result or {},
     )
     return done
+
+
+def complete_with_images(
+    job_id: UUID,
+    user_id: UUID,
+    files: list[Path],
+    *,
+    source_url: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> bool:
+    """Store a finished image job's images (each identified by its bytes, JPEG/PNG/WebP only) and a thumbnail of
+    the first, then mark the job completed with one images row per image."""
+    from shared.media import images as sniffing
+    from shared.media.uploads import generated_image_key
+
+    storage = get_storage()
+    max_pixels = get_settings().max_image_pixels
+    stored: list[dict[str, Any]] = []
+    thumb_key = None
+    for position, path in enumerate(files):
+        with path.open("rb") as fh:
+            info = sniffing.sniff_file(fh, max_pixels, field="output")
+        key = generated_image_key(user_id, job_id, position, sniffing.CONTENT_TYPES[info.content_type])
+        if position == 0:
+            thumb_key = _image_thumbnail(path, user_id, job_id)
+        storage.put_file(key, path, info.content_type, move=True)
+        stored.append(
+            {"key": key, "content_type": info.content_type, "width": info.width, "height": info.height}
+        )
+    done: bool = get_db().call(
+        "complete_image_job",
+        job=job_id,
+        images=stored,
+        thumbnail_key=thumb_key,
+        source_url=source_url,
+        result=result or {},
+    )
+    return done
+
+
+def _image_thumbnail(image: Path, user_id: UUID, job_id: UUID) -> str | None:
+    """A small JPEG of an image, stored as the job's thumbnail (None when Pillow cannot read it)."""
+    from PIL import Image, UnidentifiedImageError
+
+    dest = image.with_name(image.name + ".thumb.jpg")
+    try:
+        with Image.open(image) as img:
+            img.thumbnail((480, 480))
+            img.convert("RGB").save(dest, "JPEG", quality=85)
+    except (UnidentifiedImageError, OSError) as exc:
+        log.warning("no thumbnail: %s", exc, extra={"job_id": str(job_id)})
+        return None
+    key = f"thumbnails/{user_id}/{job_id}.jpg"
+    get_storage().put_file(key, dest, "image/jpeg", move=True)
+    return key
 
 
 def fail(job_id: UUID, message: str, *, kind: str | None = None) -> bool:

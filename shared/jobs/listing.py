@@ -17,9 +17,10 @@ from shared.db import get_db
 from shared.jobs.service import status_view
 from shared.limits import LIST_PAGE_LIMIT
 from shared.records import Job
-from shared.schemas import JobCounts, JobStatus, VideoList, VideoSummary
+from shared.schemas import JobCounts, JobList, JobStatus, VideoList, VideoSummary
 
 STATUSES: list[str] = [str(s) for s in JobStatus]
+KINDS = ("video", "image")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -41,19 +42,40 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 
 def list_videos(user: User, status: str | None, limit: int, cursor: str | None) -> VideoList:
-    """One page of the caller's jobs, newest first, optionally of one status."""
+    """One page of the caller's video jobs, newest first, optionally of one status."""
+    jobs, next_cursor = _page(user, status, limit, cursor, "video")
+    return VideoList(videos=jobs, next_cursor=next_cursor)
+
+
+def list_jobs(user: User, kind: str | None, status: str | None, limit: int, cursor: str | None) -> JobList:
+    """One page of the caller's jobs (videos and images, or one kind), newest first, optionally of one status."""
+    if kind is not None and kind not in KINDS:
+        raise errors.InvalidField("kind", f"Unknown kind {kind!r}.", allowed=list(KINDS))
+    jobs, next_cursor = _page(user, status, limit, cursor, kind)
+    return JobList(jobs=jobs, next_cursor=next_cursor)
+
+
+def _page(
+    user: User, status: str | None, limit: int, cursor: str | None, kind: str | None
+) -> tuple[list[VideoSummary], str | None]:
     if status is not None and status not in STATUSES:
         raise errors.InvalidField("status", f"Unknown status {status!r}.", allowed=STATUSES)
     if not 1 <= limit <= LIST_PAGE_LIMIT:
         raise errors.InvalidField("limit", f"limit must be between 1 and {LIST_PAGE_LIMIT}.")
     after: tuple[datetime | None, UUID | None] = decode_cursor(cursor) if cursor else (None, None)
     page = get_db().call(
-        "list_videos", user=user.id, status=status, limit=limit, cursor_created=after[0], cursor_id=after[1]
+        "list_videos",
+        user=user.id,
+        status=status,
+        limit=limit,
+        cursor_created=after[0],
+        cursor_id=after[1],
+        kind=kind,
     )
-    videos = [_summary(Job.from_record(record)) for record in page["jobs"]]
+    jobs = [_summary(Job.from_record(record)) for record in page["jobs"]]
     nxt = page.get("next")
     next_cursor = encode_cursor(datetime.fromisoformat(nxt["created_at"]), UUID(nxt["id"])) if nxt else None
-    return VideoList(videos=videos, next_cursor=next_cursor)
+    return jobs, next_cursor
 
 
 def _summary(job: Job) -> VideoSummary:

@@ -32,6 +32,7 @@ from shared.settings import get_settings
 log = logging.getLogger("i2v.mirror")
 _CHUNK = 1 << 20
 _VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
+_IMAGE_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
 
 
 def download(
@@ -41,6 +42,7 @@ def download(
     max_bytes: int,
     client: httpx.Client | None = None,
     headers: dict[str, str] | None = None,
+    accept: tuple[str, ...] = _VIDEO_TYPES,
 ) -> int:
     """Stream ``url`` into ``dest`` (bounded memory); refuse non-video content, oversize and truncated bodies."""
     own = client or make_client(60.0, connect=10.0, follow_redirects=True)
@@ -50,8 +52,9 @@ def download(
             if resp.status_code != 200:
                 raise errors.MirrorError(f"The provider's video answered HTTP {resp.status_code}.")
             content_type = resp.headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type and not content_type.startswith(_VIDEO_TYPES):
-                raise errors.MirrorError(f"The provider's file is {content_type}, not a video.")
+            if content_type and not content_type.startswith(accept):
+                kind = "an image" if accept is _IMAGE_TYPES else "a video"
+                raise errors.MirrorError(f"The provider's file is {content_type}, not {kind}.")
             declared = resp.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise errors.MirrorError(f"The provider's video is larger than {max_bytes} bytes.")
@@ -143,6 +146,8 @@ def mirror_job(job_id: UUID) -> bool:
     if job is None or job.result_url is None:
         return False
     try:
+        if job.makes_images:
+            return _mirror_images(job.job_id, job.user_id, job.provider, job.output_urls or [job.result_url])
         with scratch.work_dir() as tmp:
             video, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumb.jpg"
             headers = registry.get_provider(job.provider).output_headers(job.result_url)
@@ -165,5 +170,29 @@ def mirror_job(job_id: UUID) -> bool:
             extra={"job_id": str(job_id), "attempt": job.mirror_attempts, "error": exc.message},
         )
         if job.mirror_attempts >= limits.MIRROR_ATTEMPT_LIMIT and job.active:
-            jobs.fail(job_id, f"The finished video could not be copied: {exc.message}", kind="mirror")
+            what = "images" if job.makes_images else "video"
+            jobs.fail(job_id, f"The finished {what} could not be copied: {exc.message}", kind="mirror")
         return False
+
+
+def _mirror_images(job_id: UUID, user_id: UUID, provider: str, urls: list[str]) -> bool:
+    """Copy each image of a finished image job into storage, then complete it (all or nothing)."""
+    settings = get_settings()
+    sizes = []
+    with scratch.work_dir() as tmp:
+        files = []
+        for position, url in enumerate(urls):
+            dest = Path(tmp) / f"{position}.img"
+            headers = registry.get_provider(provider).output_headers(url)
+            sizes.append(
+                download(url, dest, max_bytes=settings.max_image_bytes, headers=headers, accept=_IMAGE_TYPES)
+            )
+            files.append(dest)
+        try:
+            done = jobs.complete_with_images(
+                job_id, user_id, files, source_url=urls[0], result={"bytes": sizes}
+            )
+        except errors.InvalidField as exc:  # not a JPEG/PNG/WebP: retried like any failed copy, then failed
+            raise errors.MirrorError(f"The provider's file is not an image we keep: {exc.message}") from exc
+    log.info("mirrored", extra={"job_id": str(job_id), "bytes": sum(sizes), "images": len(urls)})
+    return done

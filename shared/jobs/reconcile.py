@@ -69,7 +69,16 @@ def _past_deadline(job: Job) -> bool:
 def _request(job: Job) -> JobRequest:
     model = find_model(job.model)
     route = model.route(job.provider, job.endpoint)
-    return JobRequest(job.job_id, job.user_id, model, route, job.prompt, job.image_url, job.settings)
+    return JobRequest(
+        job.job_id,
+        job.user_id,
+        model,
+        route,
+        job.prompt,
+        job.image_url,
+        job.settings,
+        input_images=tuple(job.input_images),
+    )
 
 
 def _taken_by_another(provider: str, job_id: UUID) -> Callable[[str], bool]:

@@ -16,17 +16,18 @@ from shared.db import get_db
 from shared.jobs import lifecycle, routing
 from shared.media import images
 from shared.media.storage import get_storage
-from shared.media.uploads import UploadKey
+from shared.media.uploads import GENERATED_PREFIX, UploadKey
 from shared.providers import registry
 from shared.providers.base import JobRequest, Provider
 from shared.providers.catalog import ModelSpec, Route, find_model
 from shared.providers.registry import get_provider
 from shared.records import Job, load_job
-from shared.schemas import GenerateVideoRequest, JobStatus, VideoStatus
+from shared.schemas import GenerateImageRequest, GenerateVideoRequest, ImageOut, JobStatus, VideoStatus
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.jobs")
 ENDPOINT = "POST /functions/v1/generate-video"
+IMAGE_ENDPOINT = "POST /functions/v1/generate-image"
 _SUBMIT_HOLD_S = 60
 
 
@@ -39,19 +40,30 @@ class Outcome:
     replayed: bool = False
 
 
-def fingerprint(body: Any) -> str:
+def fingerprint(body: Any, endpoint: str = ENDPOINT) -> str:
     """SHA-256 of the canonical JSON of a request body (sorted keys, no whitespace)."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{ENDPOINT}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()
 
 
-def resolve_settings(spec: ModelSpec, requested: dict[str, Any]) -> dict[str, Any]:
-    """The model's defaults overlaid with the request's settings, each checked against the allowed values."""
-    allowed: dict[str, list[Any]] = {
+def allowed_settings(spec: ModelSpec) -> dict[str, list[Any]]:
+    """The settings every request to the model resolves, with their allowed values."""
+    if spec.makes_images:
+        return {
+            "aspect_ratio": list(spec.aspect_ratios),
+            "output_format": list(spec.output_formats),
+            "num_images": list(range(1, spec.max_images + 1)),
+        }
+    return {
         "resolution": list(spec.resolutions),
         "aspect_ratio": list(spec.aspect_ratios),
         "duration": list(spec.durations),
     }
+
+
+def resolve_settings(spec: ModelSpec, requested: dict[str, Any]) -> dict[str, Any]:
+    """The model's defaults overlaid with the request's settings, each checked against the allowed values."""
+    allowed = allowed_settings(spec)
     resolved: dict[str, Any] = {}
     for name, values in allowed.items():
         value = requested.get(name)
@@ -94,6 +106,8 @@ class Prepared:
     settings: dict[str, Any]
     cost: int
     upload_sha: str | None
+    image_url: str | None = None  # the start image (a video), image_id resolved
+    input_images: tuple[str, ...] = ()  # the reference images (an image edit), image_ids resolved
 
 
 def prepare(user: User, req: GenerateVideoRequest) -> Prepared:
@@ -101,11 +115,64 @@ def prepare(user: User, req: GenerateVideoRequest) -> Prepared:
     if req.user_id is not None and req.user_id != user.id:
         raise errors.Forbidden("user_id does not match the token's user.", field="user_id")
     spec = find_model(req.model_id)
+    if spec.makes_images:
+        raise errors.InvalidField(
+            "model_id", f"{spec.slug} makes images: use generate-image.", allowed=_video_models()
+        )
     check_model(spec)
     resolved = resolve_settings(spec, req.settings.model_dump(exclude_none=True))
-    upload_sha = _check_image(user, spec, req.image_url)
+    if req.image_id is not None and req.image_url:
+        raise errors.InvalidField("image_id", "Give image_url or image_id, not both.")
+    image_url = image_ref_urls(user, [req.image_id], "image_id")[0] if req.image_id else req.image_url
+    upload_sha = _check_image(user, spec, image_url)
     route = routing.choose(spec, resolved).route
-    return Prepared(spec, route, get_provider(route.provider), resolved, price(route, resolved), upload_sha)
+    cost = price(route, resolved)
+    return Prepared(spec, route, get_provider(route.provider), resolved, cost, upload_sha, image_url)
+
+
+def prepare_image(user: User, req: GenerateImageRequest) -> Prepared:
+    """Validate an image request against the model (before any charge) and price it."""
+    spec = find_model(req.model_id)
+    if not spec.makes_images:
+        raise errors.InvalidField("model_id", f"{spec.slug} makes videos: use generate-video.")
+    check_model(spec)
+    resolved = resolve_settings(spec, req.settings.model_dump(exclude_none=True))
+    refs = [*image_ref_urls(user, req.image_ids, "image_ids"), *req.image_urls]
+    if len(refs) > spec.max_input_images:
+        raise errors.InvalidField(
+            "image_ids", f"{spec.slug} takes at most {spec.max_input_images} reference images."
+        )
+    for url in req.image_urls:
+        sha = _check_image(user, spec, url, field="image_urls")
+        if sha is not None:
+            _verified_upload(user, sha)
+    route = routing.choose(spec, resolved).route
+    cost = price(route, resolved)
+    return Prepared(spec, route, get_provider(route.provider), resolved, cost, None, None, tuple(refs))
+
+
+def image_ref_urls(user: User, image_ids: Any, field: str) -> list[str]:
+    """Our storage URLs of images the caller generated; another user's id reads as none (404)."""
+    storage = get_storage()
+    urls = []
+    for image_id in image_ids:
+        row = get_db().call("get_image", user=user.id, image=image_id)
+        if row is None:
+            raise errors.NotFound(f"No image {image_id} for this user.", field=field)
+        urls.append(storage.ref_url(str(row["key"])))
+    return urls
+
+
+def _verified_upload(user: User, sha: str) -> None:
+    from shared.media import uploads
+
+    uploads.verify_upload(user, sha)
+
+
+def _video_models() -> list[str]:
+    from shared.providers.catalog import all_models
+
+    return sorted(slug for slug, spec in all_models().items() if not spec.makes_images)
 
 
 def price(route: Route, resolved: dict[str, Any]) -> int:
@@ -119,19 +186,30 @@ def price(route: Route, resolved: dict[str, Any]) -> int:
 
 def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequest) -> Outcome:
     """Validate, then debit and create the job in one procedure call, then hand it to the provider."""
-    p = prepare(user, req)
+    return _start(user, key, fingerprint(raw_body), ENDPOINT, prepare(user, req), req.prompt)
+
+
+def start_image_generation(user: User, key: str, raw_body: Any, req: GenerateImageRequest) -> Outcome:
+    """generate-image: validate, then debit and create the image job in one procedure call, then submit it."""
+    prepared = prepare_image(user, req)
+    return _start(user, key, fingerprint(raw_body, IMAGE_ENDPOINT), IMAGE_ENDPOINT, prepared, req.prompt)
+
+
+def _start(user: User, key: str, print_: str, endpoint: str, p: Prepared, prompt: str) -> Outcome:
     settings = get_settings()
     params: dict[str, Any] = dict(
         user=user.id,
-        endpoint=ENDPOINT,
+        endpoint=endpoint,
         key=key,
-        fingerprint=fingerprint(raw_body),
+        fingerprint=print_,
         model_id=p.spec.id,
         model_slug=p.spec.slug,
         provider=p.route.provider,
-        provider_endpoint=p.route.endpoint,
-        prompt=req.prompt,
-        image_url=req.image_url,
+        provider_endpoint=p.route.endpoint_for(p.input_images),
+        kind="image" if p.spec.makes_images else "video",
+        input_images=list(p.input_images),
+        prompt=prompt,
+        image_url=p.image_url,
         settings=p.settings,
         cost=p.cost,
         signup_credits=settings.signup_credits,
@@ -148,7 +226,9 @@ def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequ
     outcome = _outcome(result, user.id)
     if result["outcome"] == "created":
         job_id = UUID(outcome.body["job_id"])
-        job = JobRequest(job_id, user.id, p.spec, p.route, req.prompt, req.image_url, p.settings)
+        job = JobRequest(
+            job_id, user.id, p.spec, p.route, prompt, p.image_url, p.settings, input_images=p.input_images
+        )
         lifecycle.submit(job)
     return outcome
 
@@ -181,20 +261,25 @@ def _outcome(result: dict[str, Any], user_id: UUID) -> Outcome:
     raise errors.I2VError(f"unexpected outcome {kind!r}")
 
 
-def _check_image(user: User, spec: ModelSpec, url: str | None) -> str | None:
-    """Validate the image URL; for one of our own uploads, return its sha256 (checked in the procedure)."""
+def _check_image(user: User, spec: ModelSpec, url: str | None, field: str = "image_url") -> str | None:
+    """Validate an image URL; for one of our own uploads, return its sha256 (checked in the procedure)."""
     if not url:
         if spec.requires_image:
-            raise errors.InvalidField("image_url", f"{spec.slug} needs an image_url.")
+            raise errors.InvalidField("image_url", f"{spec.slug} needs an image_url or an image_id.")
         return None
-    images.split_url(url)  # a URL that cannot be taken apart is a 400 before anything reads its parts
-    key = get_storage().key_for_url(url)
-    if key is None:
-        images.check_public_url(url, get_settings())
-        return None
+    try:
+        images.split_url(url)  # a URL that cannot be taken apart is a 400 before anything reads its parts
+        key = get_storage().key_for_url(url)
+        if key is None:
+            images.check_public_url(url, get_settings())
+            return None
+    except errors.InvalidField as exc:
+        raise errors.InvalidField(field, exc.message) from exc
+    if key.startswith(f"{GENERATED_PREFIX}/{user.id}/"):
+        return None  # an image one of the caller's jobs made (image_id)
     upload = UploadKey.parse(key)
     if upload is None or upload.user_id != user.id:
-        raise errors.InvalidField("image_url", "That storage URL is not one of your uploads.")
+        raise errors.InvalidField(field, "That storage URL is not one of your uploads.")
     return upload.sha256
 
 
@@ -241,8 +326,20 @@ def status_view(job: Job) -> VideoStatus:
         queue_position=job.queue_position,
         logs=[str(entry.get("message", "")) for entry in job.logs if isinstance(entry, dict)] or None,
         model=job.model,
+        kind="image" if job.makes_images else "video",
+        images=[_image_out(image, ttl) for image in job.images] if done and job.makes_images else None,
         provider=job.provider,
         credits_used=job.credits_used,
         created_at=job.created_at,
         updated_at=job.updated_at,
+    )
+
+
+def _image_out(image: dict[str, Any], ttl: int) -> ImageOut:
+    return ImageOut(
+        image_id=image["image_id"],
+        url=get_storage().download_url(str(image["key"]), ttl),
+        content_type=str(image["content_type"]),
+        width=image.get("width"),
+        height=image.get("height"),
     )

@@ -92,9 +92,12 @@ def _record_output(job_id: UUID, update: ProviderUpdate) -> Applied:
     if job is None:
         return Applied("unknown_job")
     provider = job.provider
-    url = find_model(job.model).route(job.provider, job.endpoint).output_url(update.output)
+    route = find_model(job.model).route(job.provider, job.endpoint)
+    urls = route.output_urls(update.output) if job.makes_images else []
+    url = urls[0] if urls else route.output_url(update.output) if not job.makes_images else None
     if url is None:
-        message = f"{provider}: " + (describe_error(update.output) or "finished without a video.")
+        missing = "finished without an image." if job.makes_images else "finished without a video."
+        message = f"{provider}: " + (describe_error(update.output) or missing)
         return Applied(_fail(job_id, ProviderUpdate(UpdateKind.FAILED, message=message)), job_id)
     try:
         recorded = get_db().call(
@@ -102,7 +105,7 @@ def _record_output(job_id: UUID, update: ProviderUpdate) -> Applied:
             job=job_id,
             request_id=update.request_id or job.request_id,
             url=url,
-            result={"provider_output": update.output},
+            result={"provider_output": update.output, **({"output_urls": urls} if urls else {})},
         )
     except errors.InvalidTransition as exc:
         log.warning("%s result ignored: %s", provider, exc.message, extra={"job_id": str(job_id)})
@@ -117,6 +120,13 @@ def _complete_with_files(job_id: UUID, update: ProviderUpdate) -> Applied:
     job = load_job(job_id)
     if job is None:
         return Applied("unknown_job")
+    if update.files.images:
+        done = jobs.complete_with_images(
+            job_id, job.user_id, list(update.files.images), result=update.files.facts
+        )
+        return Applied("completed" if done else "already_completed", job_id)
+    if update.files.video is None:
+        return Applied(_fail(job_id, ProviderUpdate(UpdateKind.FAILED, message="finished without output")))
     done = jobs.complete_with_files(
         job_id,
         job.user_id,

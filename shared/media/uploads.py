@@ -33,6 +33,35 @@ from shared.settings import get_settings
 log = logging.getLogger("i2v.uploads")
 
 
+#: Where images the jobs make are stored: ``images/{user_id}/{job_id}/{position}.{ext}`` (only our code writes
+#: there; no signed upload URL names it).
+GENERATED_PREFIX = "images"
+
+
+def generated_image_key(user_id: object, job_id: object, position: int, ext: str) -> str:
+    """The storage key of one image a job made."""
+    return f"{GENERATED_PREFIX}/{user_id}/{job_id}/{position}.{ext}"
+
+
+def read_own_image(key: str, user_id: object, max_bytes: int) -> tuple[bytes, str]:
+    """The bytes and content type of one of a user's stored images (an upload, its bytes checked against the
+    content hash in its key, or an image one of their jobs made), for handing to a provider. Anything else,
+    another user's included, is refused."""
+    from shared.media.storage import get_storage
+
+    upload = UploadKey.parse(key)
+    owned = (upload is not None and str(upload.user_id) == str(user_id)) or key.startswith(
+        f"{GENERATED_PREFIX}/{user_id}/"
+    )
+    if not owned:
+        raise errors.InvalidField("image_url", "That stored image is not one of yours.")
+    storage = get_storage()
+    info = storage.info(key)
+    data = storage.read(key, max_bytes)
+    check_content(key, data)
+    return data, (info.content_type if info and info.content_type else None) or "image/jpeg"
+
+
 @dataclass(frozen=True)
 class UploadKey:
     """What an upload's storage key says: whose it is, its content hash and its file extension."""

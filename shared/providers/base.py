@@ -34,6 +34,12 @@ class JobRequest:
     prompt: str
     image_url: str | None
     settings: dict[str, Any]
+    input_images: tuple[str, ...] = ()  # an image edit's reference images (our storage URLs or public ones)
+
+    @property
+    def endpoint(self) -> str:
+        """The provider endpoint this job goes to (an image edit may have its own)."""
+        return self.route.endpoint_for(self.input_images)
 
 
 @dataclass(frozen=True)
@@ -69,11 +75,13 @@ class UpdateKind(StrEnum):
 
 @dataclass(frozen=True)
 class OutputFiles:
-    """A finished video already on this machine (the local engine), with its thumbnail and facts about it."""
+    """A finished job's files already on this machine (the local engine): a video with its thumbnail, or the
+    images of an image job, and facts about them."""
 
-    video: Path
+    video: Path | None
     thumbnail: Path | None
     facts: dict[str, Any] = field(default_factory=dict)
+    images: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

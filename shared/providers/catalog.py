@@ -98,6 +98,7 @@ class PriceRule(BaseModel):
     unit: Literal["credits", "usd"] = "credits"
     base: float = 0
     per_second: float = 0
+    per_image: float = 0  # image models: each image made (num_images)
     included_seconds: int = 0
     resolution_multiplier: dict[str, float] = Field(default_factory=dict)
     option_multiplier: dict[str, dict[str, float]] = Field(default_factory=dict)
@@ -108,6 +109,7 @@ class PriceRule(BaseModel):
         """The credits one video with these (resolved) settings costs."""
         duration = int(settings.get("duration") or 0)
         raw = self.base + self.per_second * max(0, duration - self.included_seconds)
+        raw += self.per_image * int(settings.get("num_images") or 0)
         raw *= self.resolution_multiplier.get(str(settings.get("resolution")), 1.0)
         for option, table in self.option_multiplier.items():
             if option in settings:
@@ -127,6 +129,7 @@ class Route(BaseModel):
     model_config = ConfigDict(extra="forbid")
     provider: str
     endpoint: str
+    edit_endpoint: str | None = None  # image models: the endpoint that takes input images, when it differs
     available: bool = True
     unavailable_reason: str | None = None
     inputs: dict[str, FieldMap] = Field(
@@ -135,6 +138,7 @@ class Route(BaseModel):
     extra_options: dict[str, FieldMap] = Field(default_factory=dict)  # option name -> provider field
     fixed_input: dict[str, Any] = Field(default_factory=dict)
     output_video: str = "video.url"  # a dotted path into the output; "" when the output is the URL itself
+    output_images: str = "images.*.url"  # image models: the path of each image URL ("*": every list item)
     unsupported: list[dict[str, Any]] = Field(default_factory=list)  # settings combinations it cannot make
     price: PriceRule
     notes: str | None = None
@@ -144,13 +148,25 @@ class Route(BaseModel):
         """``provider:endpoint``, the route's name in the API."""
         return f"{self.provider}:{self.endpoint}"
 
-    def provider_input(self, prompt: str, image_url: str | None, settings: dict[str, Any]) -> dict[str, Any]:
+    def endpoint_for(self, input_images: Any) -> str:
+        """The endpoint of a job: the edit endpoint when input images are given and the route has one."""
+        return self.edit_endpoint if input_images and self.edit_endpoint else self.endpoint
+
+    def provider_input(
+        self,
+        prompt: str,
+        image_url: str | None,
+        settings: dict[str, Any],
+        input_images: Any = (),
+    ) -> dict[str, Any]:
         """The provider's input JSON for one job, built from the data above (no per-model code)."""
         body: dict[str, Any] = dict(self.fixed_input)
         FieldMap.model_validate(self.inputs.get("prompt") or {"field": "prompt"}).write(prompt, body)
         if image_url:
             (self.inputs.get("image") or FieldMap(field="image_url")).write(image_url, body)
-        for name in ("resolution", "aspect_ratio", "duration"):
+        if input_images:
+            (self.inputs.get("images") or FieldMap(field="image_urls")).write(list(input_images), body)
+        for name in ("resolution", "aspect_ratio", "duration", "output_format", "num_images"):
             if name in self.inputs and name in settings:
                 self.inputs[name].write(settings[name], body)
         for name, mapping in self.extra_options.items():
@@ -170,8 +186,26 @@ class Route(BaseModel):
                 return None
         return node if isinstance(node, str) and node else None
 
+    def output_urls(self, output: Any) -> list[str]:
+        """The image URLs inside the provider's output, following ``output_images`` (``*`` takes every item)."""
+        nodes = [output]
+        for part in self.output_images.split(".") if self.output_images else ():
+            found: list[Any] = []
+            for node in nodes:
+                if part == "*" and isinstance(node, list):
+                    found.extend(node)
+                elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                    found.append(node[int(part)])
+                elif isinstance(node, dict) and part in node:
+                    found.append(node[part])
+            nodes = found
+        flat = [n for node in nodes for n in (node if isinstance(node, list) else [node])]
+        return [n for n in flat if isinstance(n, str) and n]
+
     def serves(
-        self, settings: dict[str, Any], standard: Any = ("resolution", "aspect_ratio", "duration")
+        self,
+        settings: dict[str, Any],
+        standard: Any = ("resolution", "aspect_ratio", "duration", "output_format", "num_images"),
     ) -> bool:
         """True when this route can make a video with these resolved settings: it writes every extra option
         given and no ``unsupported`` combination matches."""
@@ -186,13 +220,16 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     slug: str
     name: str
-    kind: Literal["image-to-video", "text-to-video"] = "image-to-video"
+    kind: Literal["image-to-video", "text-to-video", "text-to-image"] = "image-to-video"
     requires_image: bool = True
     available: bool = True
     unavailable_reason: str | None = None
     resolutions: list[str]
     aspect_ratios: list[str]
     durations: list[int]
+    output_formats: list[str] = Field(default_factory=list)  # image models
+    max_images: int = 0  # image models: the most images one request may ask for (num_images)
+    max_input_images: int = 0  # image models: the most reference images an edit takes
     defaults: dict[str, Any]
     routes: list[Route] = Field(min_length=1)
     notes: str | None = None
@@ -201,6 +238,11 @@ class ModelSpec(BaseModel):
     def id(self) -> uuid.UUID:
         """A stable id derived from the slug (the same in every deployment)."""
         return uuid.uuid5(_NAMESPACE, self.slug)
+
+    @property
+    def makes_images(self) -> bool:
+        """True for an image model (its jobs make images, not a video)."""
+        return self.kind == "text-to-image"
 
     @property
     def extra_options(self) -> dict[str, FieldMap]:
@@ -227,6 +269,9 @@ class ModelSpec(BaseModel):
             "resolutions": self.resolutions,
             "aspect_ratios": self.aspect_ratios,
             "durations": self.durations,
+            "output_formats": self.output_formats,
+            "max_images": self.max_images,
+            "max_input_images": self.max_input_images,
             "defaults": self.defaults,
             "extra_options": sorted(self.extra_options),
             "routes": [route.key for route in self.routes],

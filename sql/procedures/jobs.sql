@@ -30,7 +30,8 @@ create or replace function start_generation(
   p_user uuid, p_endpoint text, p_key text, p_fingerprint text,
   p_model_id uuid, p_model_slug text, p_provider text,
   p_prompt text, p_image_url text, p_settings jsonb, p_cost bigint,
-  p_signup_credits bigint, p_ttl_s int, p_hold_s int, p_upload_sha text, p_provider_endpoint text default null
+  p_signup_credits bigint, p_ttl_s int, p_hold_s int, p_upload_sha text, p_provider_endpoint text default null,
+  p_kind text default 'video', p_input_images jsonb default '[]'::jsonb
 ) returns jsonb language plpgsql as $$
 declare
   rec     idempotency_keys%rowtype;
@@ -75,13 +76,13 @@ begin
     return jsonb_build_object('outcome', 'insufficient', 'balance', bal, 'cost', p_cost, 'debt', owed);
   end if;
   insert into video_jobs (user_id, model_id, model_slug, provider, provider_endpoint, prompt, image_url, settings,
-                          credits_used)
+                          credits_used, kind, input_images)
   values (p_user, p_model_id, p_model_slug, p_provider, p_provider_endpoint, coalesce(p_prompt, ''), p_image_url,
-          p_settings, p_cost)
+          p_settings, p_cost, p_kind, coalesce(p_input_images, '[]'::jsonb))
   returning id into job;
   if p_cost > 0 then
     insert into credit_ledger (user_id, delta, kind, reason, job_id)
-    values (p_user, -p_cost, 'generation', 'video generation (' || p_model_slug || ')', job);
+    values (p_user, -p_cost, 'generation', p_kind || ' generation (' || p_model_slug || ')', job);
   end if;
   body := jsonb_build_object('job_id', job, 'status', 'pending', 'credits_used', p_cost);
   insert into idempotency_keys (user_id, endpoint, key, fingerprint, state, response_status, response_body,
@@ -190,6 +191,44 @@ begin
   return true;
 end $$;
 
+-- An image job's completion: complete_job (same rules, late delivery included), then one images row per image,
+-- in order. Completing twice is a no-op.
+create or replace function complete_image_job(
+  p_job uuid, p_images jsonb, p_thumbnail_key text, p_source_url text, p_result jsonb
+) returns boolean language plpgsql as $$
+declare
+  owner uuid;
+  job_kind text;
+  img jsonb;
+  n int := 0;
+begin
+  select user_id, kind into owner, job_kind from video_jobs where id = p_job;
+  if not found then
+    raise exception 'job % not found', p_job using errcode = 'I2V01';
+  elsif job_kind <> 'image' then
+    raise exception 'job % makes a video, not images', p_job using errcode = 'I2V03';
+  elsif jsonb_typeof(p_images) is distinct from 'array' or jsonb_array_length(p_images) = 0 then
+    raise exception 'an image job completes with at least one image' using errcode = 'I2V04';
+  end if;
+  if not complete_job(p_job, null, p_thumbnail_key, p_source_url, p_result) then
+    return false;
+  end if;
+  for img in select value from jsonb_array_elements(p_images) loop
+    insert into images (user_id, job_id, position, key, content_type, width, height)
+    values (owner, p_job, n, img ->> 'key', img ->> 'content_type', (img ->> 'width')::int, (img ->> 'height')::int);
+    n := n + 1;
+  end loop;
+  return true;
+end $$;
+
+-- One of a user's images (null when it is another user's or none).
+create or replace function get_image(p_user uuid, p_image uuid) returns jsonb
+language sql stable as $$
+  select jsonb_build_object('image_id', id, 'job_id', job_id, 'key', key, 'content_type', content_type,
+                            'width', width, 'height', height, 'created_at', created_at)
+    from images where id = p_image and user_id = p_user;
+$$;
+
 -- The owner cancels: pending|processing -> canceled with a refund. Canceling twice is a no-op (false). A job whose
 -- completion an engine has claimed cannot be canceled any more (its video is being delivered).
 create or replace function cancel_job(p_user uuid, p_job uuid) returns boolean
@@ -219,13 +258,17 @@ create or replace function job_record(j video_jobs) returns jsonb
 language sql stable as $$
   select jsonb_build_object(
     'job_id', j.id, 'user_id', j.user_id, 'status', j.status, 'model', j.model_slug, 'provider', j.provider,
-    'endpoint', j.provider_endpoint,
+    'endpoint', j.provider_endpoint, 'kind', j.kind, 'input_images', j.input_images,
+    'images', (select coalesce(jsonb_agg(jsonb_build_object('image_id', i.id, 'key', i.key,
+                                                           'content_type', i.content_type, 'width', i.width,
+                                                           'height', i.height) order by i.position), '[]'::jsonb)
+                 from images i where i.job_id = j.id),
     'prompt', j.prompt, 'image_url', j.image_url, 'settings', j.settings, 'credits_used', j.credits_used,
     'progress', j.progress, 'video_key', j.video_key, 'thumbnail_key', j.thumbnail_key,
     'error_message', j.error_message, 'failure_kind', j.failure_kind, 'queue_position', j.queue_position,
     'logs', j.provider_logs, 'late_delivery', j.late_delivery, 'request_id', j.provider_request_id,
     'urls', j.provider_urls, 'provider_status', j.provider_status, 'result_url', j.result_url,
-    'mirror_attempts', j.mirror_attempts,
+    'mirror_attempts', j.mirror_attempts, 'output_urls', j.result -> 'output_urls',
     'next_poll_at', j.next_poll_at, 'created_at', j.created_at, 'updated_at', j.updated_at,
     'finished_at', j.finished_at);
 $$;
@@ -247,7 +290,8 @@ $$;
 -- (created_at, id) of the last job of the previous page; both null for the first page. Returns
 -- {"jobs": [...], "next": {"created_at", "id"} | null}; "next" is null on the last page.
 create or replace function list_videos(
-  p_user uuid, p_status job_status, p_limit int, p_cursor_created timestamptz, p_cursor_id uuid
+  p_user uuid, p_status job_status, p_limit int, p_cursor_created timestamptz, p_cursor_id uuid,
+  p_kind text default null
 ) returns jsonb language plpgsql stable as $$
 declare
   after_created timestamptz := coalesce(p_cursor_created, 'infinity');
@@ -265,7 +309,7 @@ begin
     select jsonb_agg(j.rec order by j.created_at desc, j.id desc), count(*) into page, total from (
       select job_record(v) as rec, created_at, id
         from video_jobs v
-       where user_id = p_user and (created_at, id) < (after_created, after_id)
+       where user_id = p_user and (created_at, id) < (after_created, after_id) and (p_kind is null or kind = p_kind)
        order by created_at desc, id desc
        limit p_limit + 1) j;
   else
@@ -273,6 +317,7 @@ begin
       select job_record(v) as rec, created_at, id
         from video_jobs v
        where user_id = p_user and status = p_status and (created_at, id) < (after_created, after_id)
+         and (p_kind is null or kind = p_kind)
        order by created_at desc, id desc
        limit p_limit + 1) j;
   end if;

@@ -21,7 +21,7 @@ from shared import errors
 from shared import http as _http
 from shared.db import get_db
 from shared.media.storage import LocalStorage, get_storage
-from shared.media.uploads import UploadKey
+from shared.media.uploads import UploadKey, read_own_image
 from shared.providers.base import (
     CancelAnswer,
     JobRef,
@@ -91,8 +91,9 @@ class FalProvider(Provider):
 
     def submit(self, job: JobRequest) -> Submission:
         image = self.image_for_fal(job.image_url, job.user_id) if job.image_url else None
-        body = job.route.provider_input(job.prompt, image, job.settings)
-        url = self._queue(job.route.endpoint) + "?fal_webhook=" + quote(webhook_url(job.job_id), safe="")
+        refs = [self.image_for_fal(url, job.user_id) for url in job.input_images]
+        body = job.route.provider_input(job.prompt, image, job.settings, refs)
+        url = self._queue(job.endpoint) + "?fal_webhook=" + quote(webhook_url(job.job_id), safe="")
         resp = _http.request(
             self.client, "POST", url, provider=self.name, idempotent=False, json=body, headers=self._headers()
         )
@@ -220,8 +221,12 @@ class FalProvider(Provider):
         # The CDN cache is keyed by the hash of bytes we read and checked, and consulted only for content the
         # job's owner stored and verified: another user's file can never stand in for this one.
         upload = UploadKey.parse(key)
-        if upload is None:
-            raise errors.ProviderJobFailed("The image is not an upload of ours.", provider=self.name)
+        if upload is None:  # an image one of the owner's jobs made: read (owner checked) and sent as it is
+            try:
+                data, content_type = read_own_image(key, user_id, get_settings().max_image_bytes)
+            except errors.InvalidField as exc:
+                raise errors.ProviderJobFailed(exc.message, provider=self.name) from exc
+            return self._upload_to_cdn(data, content_type, key.replace("/", "-"))
         sha = upload.sha256
         memo = (str(user_id), sha)
         cached = self._cdn_urls.get(memo) or get_db().call(

@@ -293,6 +293,9 @@ class LocalEngine(Provider):
                 self._renders.pop(job_id, None)
 
     def _render_and_complete(self, job_id: UUID, job: Job, render: _Render) -> None:
+        if job.makes_images:
+            self._render_cards(job_id, job, render)
+            return
         from shared.providers.local.engine.render import (  # heavy: OpenCV + PyAV
             ImageDecodeError,
             RenderStopped,
@@ -335,6 +338,43 @@ class LocalEngine(Provider):
                 "motion": result.motion,
             }
             self._report(job_id, ProviderUpdate(UpdateKind.SUCCEEDED, files=OutputFiles(video, thumb, facts)))
+
+    def _render_cards(self, job_id: UUID, job: Job, render: _Render) -> None:
+        """An image job: one title card per image asked for (``local-card``)."""
+        from shared.providers.local.engine.card import render_card  # Pillow
+
+        settings = job.settings
+        count = int(settings.get("num_images") or 1)
+        fmt = "png" if settings.get("output_format") == "png" else "jpeg"
+        with scratch.work_dir(job_id) as tmp:
+            files, sizes = [], []
+            for index in range(count):
+                if render.stop.is_set():
+                    raise _Stopped(index, count)
+                path = Path(tmp) / f"card-{index}.{'png' if fmt == 'png' else 'jpg'}"
+                card = render_card(
+                    job.prompt,
+                    aspect_ratio=str(settings.get("aspect_ratio") or "auto"),
+                    output_format=fmt,
+                    out_path=path,
+                    seed=index,
+                )
+                files.append(path)
+                sizes.append([card.width, card.height])
+                get_db().call(
+                    "engine_progress",
+                    job=job_id,
+                    engine=self.engine_id,
+                    progress=(index + 1) / count,
+                    lease_s=LEASE_S,
+                )
+            if render.stop.is_set() or not get_db().call(
+                "begin_engine_completion", job=job_id, engine=self.engine_id, lease_s=LEASE_S
+            ):
+                raise _Stopped(count, count)
+            facts = {"images": count, "sizes": sizes}
+            update = ProviderUpdate(UpdateKind.SUCCEEDED, files=OutputFiles(None, None, facts, tuple(files)))
+            self._report(job_id, update)
 
     def _stopped(self, job_id: UUID, render: _Render, frame: int, frames: int) -> None:
         """Log why a render stopped (its scratch files are gone already); on shutdown, give the claim back."""

@@ -13,7 +13,6 @@ lists the recent predictions and re-attaches one that matches (``find_submission
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ import httpx
 from shared import errors
 from shared import http as _http
 from shared.media.storage import LocalStorage, get_storage
-from shared.media.uploads import UploadKey
+from shared.media.uploads import read_own_image
 from shared.providers.base import (
     CancelAnswer,
     JobRef,
@@ -104,15 +103,16 @@ class ReplicateProvider(Provider):
 
     def submit(self, job: JobRequest) -> Submission:
         image = self.image_for_replicate(job.image_url, job.user_id) if job.image_url else None
+        refs = [self.image_for_replicate(url, job.user_id) for url in job.input_images]
         body = {
-            "input": job.route.provider_input(job.prompt, image, job.settings),
+            "input": job.route.provider_input(job.prompt, image, job.settings, refs),
             "webhook": webhook_url(job.job_id),
             "webhook_events_filter": list(EVENTS),
         }
         headers = {"Cancel-After": cancel_after(get_settings().job_deadline_s)}  # never Prefer: wait
         resp = self._call(
             "POST",
-            self._api(f"models/{job.route.endpoint}/predictions"),
+            self._api(f"models/{job.endpoint}/predictions"),
             idempotent=False,
             json=body,
             headers=headers,
@@ -253,17 +253,11 @@ class ReplicateProvider(Provider):
             return image_url
         if not isinstance(storage, LocalStorage):
             return storage.download_url(key, _IMAGE_URL_TTL_S)
-        upload = UploadKey.parse(key)
-        if upload is None or str(upload.user_id) != str(user_id):
-            raise errors.ProviderJobFailed("The image is not an upload of this user.", provider=self.name)
-        info = storage.info(key)
-        data = storage.read(key, get_settings().max_image_bytes)
-        if hashlib.sha256(data).hexdigest() != upload.sha256:
-            raise errors.ProviderJobFailed(
-                "The stored image does not match its content hash.", provider=self.name
-            )
-        content_type = (info.content_type if info else None) or "image/jpeg"
-        files = {"content": (key.rsplit("/", 1)[-1], data, content_type)}
+        try:  # the owner's upload (its bytes checked against its content hash) or an image their job made
+            data, content_type = read_own_image(key, user_id, get_settings().max_image_bytes)
+        except errors.InvalidField as exc:
+            raise errors.ProviderJobFailed(exc.message, provider=self.name) from exc
+        files = {"content": (key.replace("/", "-"), data, content_type)}
         resp = self._call("POST", self._api("files"), idempotent=False, files=files)
         if resp.status_code >= 400:
             raise errors.ProviderJobFailed(

@@ -1,0 +1,39 @@
+"""POST /functions/v1/generate-image: validate, one procedure call (debit + job + idempotency record), submit."""
+
+from __future__ import annotations
+
+from shared.web import Call, Endpoint, Reply, lambda_handler
+
+
+def generate_image(call: Call) -> Reply:
+    """Start an image job (text to image, or an edit of reference images), charged once per Idempotency-Key; a
+    replay returns the first response. Follow it with get-video-status (its `images` carry each `image_id`)."""
+    from shared.jobs import service as jobs
+
+    assert call.idempotency_key is not None
+    body = call.data
+    outcome = jobs.start_image_generation(
+        call.user, call.idempotency_key, body.model_dump(mode="json", exclude_unset=True), body
+    )
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    if outcome.body.get("job_id"):
+        headers["Location"] = f"/functions/v1/get-video-status?job_id={outcome.body['job_id']}"
+    return Reply(outcome.body, status=outcome.status, headers=headers)
+
+
+endpoint = Endpoint(
+    "POST",
+    "/functions/v1/generate-image",
+    generate_image,
+    tags=("images",),
+    idempotency_key="required",
+    body="shared.schemas:GenerateImageRequest",
+    response="shared.schemas:GenerateVideoResponse",
+    status=202,
+    errors=(402, 403, 404, 409, 422),
+    response_headers=(
+        ("Location", "get-video-status of the job (relative URL), on the first answer and on a replay"),
+        ("Idempotent-Replayed", "`true` when this is the stored answer to an earlier request with this key"),
+    ),
+)
+handler = lambda_handler(endpoint)

@@ -1,0 +1,32 @@
+-- Images: image models make images (kind 'image' jobs), each kept as a row a later request can reference by id.
+-- A job records its kind; start_generation and list_videos take it (sql/procedures/jobs.sql), and every earlier
+-- signature of those two is removed here, whatever it was.
+
+alter table video_jobs
+  add column kind         text not null default 'video' check (kind in ('video', 'image')),
+  add column input_images jsonb not null default '[]'::jsonb;  -- an image edit's reference image URLs
+
+create table images (
+  id           uuid primary key default gen_random_uuid(),
+  user_id      uuid not null,
+  job_id       uuid not null references video_jobs (id),
+  position     int not null,
+  key          text not null unique,
+  content_type text not null,
+  width        int,
+  height       int,
+  created_at   timestamptz not null default now(),
+  unique (job_id, position)
+);
+create index images_user_created on images (user_id, created_at desc, id desc);
+
+do $$
+declare
+  f regprocedure;
+begin
+  for f in select p.oid::regprocedure from pg_proc p
+            where p.proname in ('start_generation', 'list_videos') and p.pronamespace = current_schema()::regnamespace
+  loop
+    execute 'drop function ' || f;
+  end loop;
+end $$;
