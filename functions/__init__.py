@@ -32,6 +32,8 @@ HTTP_FUNCTIONS: tuple[str, ...] = (
     "list_credit_packs",
     "create_checkout_session",
     "stripe_webhook",
+    "redeem_app_store_transaction",
+    "app_store_notification",
     "health",
 )
 

@@ -39,6 +39,7 @@ _SQLSTATE_ERRORS: dict[str, type[errors.I2VError]] = {
     "I2V02": errors.InsufficientCredits,
     "I2V03": errors.InvalidTransition,
     "I2V04": errors.BadRequest,
+    "I2V05": errors.Forbidden,
 }
 # Procedures that move a job between states (or claim it for a step); each call is logged with its job id.
 _JOB_TRANSITIONS = frozenset(

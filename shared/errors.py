@@ -8,13 +8,17 @@ The tree (HTTP status, stable ``code``)::
         ModelUnavailable              400 model_unavailable
         IdempotencyKeyMissing         400 idempotency_key_missing
         InvalidSignature              400 invalid_signature     (a webhook whose signature does not verify)
+        AppStoreDataRefused           400 app_store_data_refused (Apple's library refused signed App Store data;
+                                                                 details.reason: its verification status)
       Unauthorized                    401 unauthorized
       InsufficientCredits             402 insufficient_credits
       Forbidden                       403 forbidden
+        AppStoreAccountMismatch       403 app_store_account_mismatch (a purchase made for another account)
       NotFound                        404 not_found
         UnknownModel                  404 unknown_model
         JobNotFound                   404 job_not_found
         UnknownCreditPack             404 unknown_credit_pack   (details.allowed)
+        AppStoreTransactionNotFound   404 app_store_transaction_not_found
       MethodNotAllowed                405 method_not_allowed
       IdempotencyInFlight             409 idempotency_in_flight
       InvalidTransition               409 invalid_transition
@@ -94,6 +98,12 @@ class InvalidSignature(BadRequest):
     code = "invalid_signature"
 
 
+class AppStoreDataRefused(BadRequest):
+    """The App Store data is not signed by Apple for this app and environment."""
+
+    code = "app_store_data_refused"
+
+
 class Unauthorized(I2VError):
     """A valid bearer token is required."""
 
@@ -113,6 +123,12 @@ class Forbidden(I2VError):
 
     status = 403
     code = "forbidden"
+
+
+class AppStoreAccountMismatch(Forbidden):
+    """This App Store purchase was made for another account (its appAccountToken is not the caller's user id)."""
+
+    code = "app_store_account_mismatch"
 
 
 class NotFound(I2VError):
@@ -138,6 +154,12 @@ class UnknownCreditPack(NotFound):
     """No credit pack has that id."""
 
     code = "unknown_credit_pack"
+
+
+class AppStoreTransactionNotFound(NotFound):
+    """The App Store has no transaction with that id for this app."""
+
+    code = "app_store_transaction_not_found"
 
 
 class MethodNotAllowed(I2VError):

@@ -6,13 +6,18 @@ Every setting is an environment variable of the same name (upper case); see the 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PRODUCT_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")  # App Store Connect product ids: letters, digits, . _ -
+_CREDITS = re.compile(r"^[1-9][0-9]{0,8}$")
 
 
 class Settings(BaseSettings):
@@ -97,6 +102,29 @@ class Settings(BaseSettings):
         default=None, description="After payment; Stripe fills in {CHECKOUT_SESSION_ID}."
     )
     checkout_cancel_url: str | None = None
+    # App Store in-app purchases (the iOS app). Without APPLE_BUNDLE_ID, APPLE_ROOT_CERTS and APP_STORE_PACKS
+    # (and APPLE_APP_ID in Production) the App Store endpoints answer 503.
+    apple_bundle_id: str | None = None
+    apple_app_id: int | None = Field(default=None, description="The app's Apple ID (App Store Connect).")
+    apple_environment: Literal["Production", "Sandbox"] = "Production"
+    apple_root_certs: str | None = Field(
+        default=None, description="Comma-separated paths of trusted root certificates (DER or PEM)."
+    )
+    apple_online_checks: bool = True  # OCSP revocation checks of the signing chain (network calls to Apple)
+    apple_accept_sandbox: bool = (
+        True  # a Production server also takes Sandbox purchases (App Review, TestFlight)
+    )
+    app_store_packs: str | None = Field(
+        default=None,
+        description="Product id -> credits: com.example.credits100=100,com.example.credits500=550",
+    )
+    # App Store Server API key (transaction lookup by id): issuer id, key id and the .p8 key's PEM text.
+    apple_issuer_id: str | None = None
+    apple_key_id: str | None = None
+    apple_private_key: str | None = None
+    app_store_api_url: str | None = Field(
+        default=None, description="App Store Server API URL; unset = Apple's host for the environment."
+    )
     log_level: str = "INFO"
 
     def uses_transaction_pooler(self) -> bool:
@@ -131,6 +159,24 @@ class Settings(BaseSettings):
     def signing_secret(self) -> bytes:
         """The secret that signs local media and upload URLs (kept in I2V_HOME)."""
         return _dev_secret(self.home / "url-signing-secret").encode()
+
+
+def parse_app_store_packs(value: str) -> dict[str, int]:
+    """``APP_STORE_PACKS`` as product id -> credits (``a=100,b=550``); ValueError naming the bad entry.
+
+    Read when an App Store endpoint runs (not at start-up), so a mistake disables App Store purchases only.
+    """
+    packs: dict[str, int] = {}
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        product, _, credits = (part.strip() for part in entry.partition("="))
+        if not _PRODUCT_ID.match(product) or not _CREDITS.match(credits) or product in packs:
+            raise ValueError(
+                f"APP_STORE_PACKS entry {entry!r} is not product_id=credits (credits > 0, each product once)"
+            )
+        packs[product] = int(credits)
+    return packs
 
 
 def _dev_secret(path: Path) -> str:

@@ -1,1 +1,1 @@
-"""Billing: the credit ledger, credit packs and Stripe Checkout, Stripe events."""
+"""Billing: the credit ledger, credit packs, Stripe Checkout and Stripe events, App Store purchases."""

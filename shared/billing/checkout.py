@@ -1,5 +1,7 @@
 """Buying credits: credit packs, Stripe Checkout sessions and Stripe webhooks. The only module that imports stripe.
 
+(The App Store, the iOS app's store, is in shared/billing/app_store.py; list-credit-packs lists both.)
+
 stripe is imported inside the functions that use it, so a cold start pays for it only when a purchase
 endpoint runs. Stripe's errors are mapped to ours here, once::
 
@@ -29,7 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared import errors
 from shared.auth import User
+from shared.billing import app_store
 from shared.billing import stripe_events as billing_events
+from shared.billing.app_store import AppStoreProduct
 from shared.db import get_db
 from shared.settings import get_settings
 from shared.web import json_body
@@ -59,11 +63,20 @@ class CreditPack(BaseModel):
     stripe_price_id: str | None = Field(default=None, exclude=True)
 
 
+class PurchaseStores(BaseModel):
+    """Where this deployment sells credits."""
+
+    stripe: bool = Field(description="Stripe Checkout (the packs above, on the web).")
+    app_store: bool = Field(description="In-app purchase in the iOS app (the app_store_products).")
+
+
 class CreditPackList(BaseModel):
     """Body of GET list-credit-packs."""
 
     packs: list[CreditPack]
-    purchases_enabled: bool
+    purchases_enabled: bool = Field(description="Whether the packs can be bought with Stripe Checkout.")
+    stores: PurchaseStores
+    app_store_products: list[AppStoreProduct]
 
 
 class CheckoutRequest(BaseModel):
@@ -117,9 +130,16 @@ def get_pack(pack_id: str) -> CreditPack:
 
 
 def pack_list() -> CreditPackList:
-    """Every pack, cheapest first, and whether this deployment can sell them."""
+    """Every pack, cheapest first, the App Store products, and which stores this deployment sells through."""
     packs = sorted(credit_packs().values(), key=lambda p: (p.price_cents, p.id))
-    return CreditPackList(packs=packs, purchases_enabled=bool(get_settings().stripe_secret_key))
+    stripe_enabled = bool(get_settings().stripe_secret_key)
+    products = app_store.products()
+    return CreditPackList(
+        packs=packs,
+        purchases_enabled=stripe_enabled,
+        stores=PurchaseStores(stripe=stripe_enabled, app_store=bool(products)),
+        app_store_products=products,
+    )
 
 
 # --------------------------------------------------------------------------------------------- checkout

@@ -26,11 +26,16 @@ def grant(user_id: UUID, amount: int, reason: str | None = None, ref: str | None
 
 def how_to_add(user_id: UUID, needed: int) -> str:
     """What a caller short of ``needed`` credits can do about it on this deployment (for a 402's message)."""
+    from shared.billing import apple
+
+    in_app = " (or buy a credit pack in the iOS app)" if apple.enabled() else ""
     if get_settings().stripe_secret_key:
         return (
             "Buy credits: GET list-credit-packs, then POST create-checkout-session with a pack_id "
-            "and pay at its checkout_url."
+            f"and pay at its checkout_url{in_app}."
         )
+    if in_app:
+        return "Buy a credit pack in the iOS app (in-app purchase; GET list-credit-packs lists the products)."
     return (
         "This server sells no credits (Stripe is not configured); the operator adds them with "
         f"`i2v credits grant {user_id} {max(needed, 1)}`."

@@ -4,7 +4,8 @@
 -- Accounts and the append-only credit ledger: its triggers (no update, delete or truncate; the cached balance
 -- follows every row), account creation, balance reads and operator grants.
 -- Custom SQLSTATEs raised by the procedures (mapped to errors in shared/db.py):
---   I2V01 job not found · I2V02 insufficient credits · I2V03 invalid transition · I2V04 invalid argument
+--   I2V01 job not found · I2V02 insufficient credits · I2V03 invalid transition · I2V04 invalid argument ·
+--   I2V05 forbidden
 
 create or replace function credit_ledger_immutable() returns trigger language plpgsql as $$
 begin

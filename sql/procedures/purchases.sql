@@ -291,15 +291,20 @@ language sql stable as $$
 $$;
 
 -- Accounts whose purchase bookkeeping disagrees with the ledger (should always be empty): credited purchases
--- must equal the 'purchase' rows, refunds taken from the balance the 'purchase_refund' rows, and
--- purchase-related rows minus debt must equal credits paid minus credits refunded.
+-- (Stripe's and the App Store's) must equal the 'purchase' rows, refunds taken from the balance the
+-- 'purchase_refund' rows, and purchase-related rows minus debt must equal credits paid minus credits refunded.
 create or replace function purchase_mismatches()
 returns table (user_id uuid, credits_paid bigint, credits_refunded bigint, ledger_net bigint, debt bigint)
 language sql stable as $$
-  with p as (
+  with bought as (
+    select user_id, credits_granted, credits_refunded, debt_incurred from purchases
+    union all
+    select user_id, credits_granted, credits_refunded, debt_incurred from app_store_transactions
+     where user_id is not null),
+  p as (
     select user_id, sum(credits_granted)::bigint as paid, sum(credits_refunded)::bigint as refunded,
            sum(credits_refunded - debt_incurred)::bigint as taken
-      from purchases group by user_id),
+      from bought group by user_id),
   l as (
     select user_id,
            coalesce(sum(delta) filter (where kind = 'purchase'), 0)::bigint as bought,
