@@ -15,8 +15,8 @@
 -- What it does:
 --   1. every i2v table gets RLS, so anon and authenticated (to which Supabase grants table privileges in
 --      public by default) see and change nothing unless a policy below allows it;
---   2. signed-in users may SELECT their own account, ledger entries, jobs, job events and purchases, and
---      anyone may read the model catalog; no role but the owner may write anything;
+--   2. signed-in users may SELECT their own account, ledger entries, jobs, job events and purchases (Stripe's
+--      and the App Store's), and anyone may read the model catalog; no role but the owner may write anything;
 --   3. i2v's procedures can no longer be called by anon or authenticated (PostgREST would otherwise expose
 --      them as /rest/v1/rpc/...): only the backend calls them.
 
@@ -57,7 +57,8 @@ declare
 begin
   foreach t in array array[
     'accounts', 'credit_ledger', 'models', 'video_jobs', 'job_events', 'idempotency_keys', 'uploads',
-    'provider_uploads', 'purchases', 'stripe_events', 'stripe_charges', 'schema_migrations', 'images'
+    'provider_uploads', 'purchases', 'stripe_events', 'stripe_charges', 'app_store_transactions',
+    'app_store_notifications', 'schema_migrations', 'images'
   ] loop
     execute format('alter table %I enable row level security', t);
     execute format('revoke all on table %I from anon, authenticated', t);
@@ -65,7 +66,8 @@ begin
 end $$;
 
 -- 2. Reads: the caller's own rows; the catalog for everyone.
-grant select on accounts, credit_ledger, video_jobs, job_events, purchases, images to authenticated;
+grant select on accounts, credit_ledger, video_jobs, job_events, purchases, app_store_transactions, images
+  to authenticated;
 grant select on models to anon, authenticated;
 
 drop policy if exists i2v_read_own_account on accounts;
@@ -92,6 +94,10 @@ drop policy if exists i2v_read_own_purchases on purchases;
 create policy i2v_read_own_purchases on purchases for select to authenticated
   using ((select auth.uid()) = user_id);
 
+drop policy if exists i2v_read_own_app_store_transactions on app_store_transactions;
+create policy i2v_read_own_app_store_transactions on app_store_transactions for select to authenticated
+  using ((select auth.uid()) = user_id);
+
 drop policy if exists i2v_read_models on models;
 create policy i2v_read_models on models for select to anon, authenticated using (true);
 
@@ -105,17 +111,20 @@ begin
       from pg_proc p
      where p.pronamespace = current_schema()::regnamespace
        and p.proname = any (array[
-    '_credit_purchase', '_job_status_for_update', '_money', '_purchase_for_session', '_purchase_transition',
-    '_record_charge_refund', '_refund_job', '_settle_purchase_refunds', 'apply_stripe_event', 'begin_checkout',
-    'begin_engine_completion', 'begin_upload', 'cancel_job', 'claim_engine_job', 'claim_mirror', 'claim_submit',
-    'claimable_engine_jobs', 'complete_image_job', 'complete_job', 'credit_ledger_apply', 'credit_ledger_immutable',
+    '_app_store_observe', '_app_store_revocation', '_app_store_settle', '_app_store_transaction', '_app_store_view',
+    '_credit_purchase', '_job_status_for_update', '_money', '_ms_timestamp', '_purchase_for_session',
+    '_purchase_transition', '_record_charge_refund', '_refund_job', '_settle_purchase_refunds',
+    'apply_app_store_notification', 'apply_stripe_event', 'begin_checkout', 'begin_engine_completion',
+    'begin_upload', 'cancel_job', 'claim_engine_job', 'claim_mirror', 'claim_submit', 'claimable_engine_jobs',
+    'complete_image_job', 'complete_job', 'credit_ledger_apply', 'credit_ledger_immutable',
     'credit_ledger_recover_debt', 'engine_progress', 'ensure_account', 'fail_job', 'find_job_by_request',
-    'get_credits', 'get_image', 'get_job', 'get_provider_upload', 'get_purchase', 'get_upload', 'grant_credits',
-    'job_counts', 'job_for_provider', 'job_record', 'ledger_mismatches', 'list_videos', 'mark_processing',
-    'mark_submit_unknown', 'mark_submitted', 'purchase_mismatches', 'purge_idempotency_keys', 'purge_stripe_events',
-    'put_provider_upload', 'reconcile_candidates', 'record_checkout', 'record_provider_result',
-    'record_provider_status', 'release_checkout', 'release_engine_job', 'release_mirror', 'set_job_progress',
-    'start_generation', 'touch_updated_at', 'unfinished_jobs', 'uploads_immutable', 'upsert_model', 'verify_upload',
+    'get_app_store_transaction', 'get_credits', 'get_image', 'get_job', 'get_provider_upload', 'get_purchase',
+    'get_upload', 'grant_credits', 'job_counts', 'job_for_provider', 'job_record', 'ledger_mismatches',
+    'list_videos', 'mark_processing', 'mark_submit_unknown', 'mark_submitted', 'purchase_mismatches',
+    'purge_idempotency_keys', 'purge_stripe_events', 'put_provider_upload', 'reconcile_candidates',
+    'record_checkout', 'record_provider_result', 'record_provider_status', 'redeem_app_store_transaction',
+    'release_checkout', 'release_engine_job', 'release_mirror', 'set_job_progress', 'start_generation',
+    'touch_updated_at', 'unfinished_jobs', 'uploads_immutable', 'upsert_model', 'verify_upload',
     'video_jobs_log_event'
        ])
   loop

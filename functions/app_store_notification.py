@@ -23,7 +23,7 @@ endpoint = Endpoint(
     auth=False,
     body="shared.billing.app_store:AppStoreNotification",
     response="shared.billing.app_store:NotificationAck",
-    errors=(400, 503),
+    errors=(400, 413, 503),
     max_body=256
     * 1024,  # a signed payload nests a signed transaction: a few KiB; bounded before verification
 )

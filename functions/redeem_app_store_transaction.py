@@ -22,6 +22,6 @@ endpoint = Endpoint(
     tags=("billing",),
     body="shared.billing.app_store:RedeemRequest",
     response="shared.billing.app_store:AppStoreRedemption",
-    errors=(400, 403, 404, 502, 503),
+    errors=(400, 403, 404, 413, 502, 503),
 )
 handler = lambda_handler(endpoint)

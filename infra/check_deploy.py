@@ -48,7 +48,7 @@ PACKAGE_ENV = {
     "AWS_REGION": "us-east-1",
     "SLS_TELEMETRY_DISABLED": "1",
 }
-_ALLOWED_TOP = {"functions", "shared"}
+_ALLOWED_TOP = {"functions", "shared", "certs"}  # certs/: trusted App Store roots, when kept there
 
 
 def _free_port() -> int:

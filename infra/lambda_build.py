@@ -4,7 +4,8 @@
 
 ``deps``    = the project's dependencies from pyproject.toml minus the command-line-only ones (typer, rich)
               and the two below, for every function;
-``billing`` = stripe (and requests), attached only to create-checkout-session and stripe-webhook;
+``billing`` = stripe and app-store-server-library (and what they need beyond ``deps``: requests, pyOpenSSL,
+              asn1, cattrs), attached only to the Stripe and App Store purchase functions;
 ``media``   = PyAV (thumbnails of mirrored videos), attached only to mirror-video and reconcile.
 The local-only extras (pgserver, uvicorn, OpenCV, numpy) are never installed: no Lambda imports them. Later layers
 are resolved with the versions the ``deps`` layer pinned, and what ``deps`` already holds is left out of them.
@@ -33,7 +34,7 @@ PYTHON_VERSION = "3.12"
 GLIBC = ("2_34", "2_28", "2_27", "2_26", "2_24", "2_17")
 PLATFORMS = [f"manylinux_{g}_aarch64" for g in GLIBC] + ["manylinux2014_aarch64"]
 CLI_ONLY = {"typer", "rich"}
-BILLING = {"stripe"}
+BILLING = {"stripe", "app-store-server-library"}
 MEDIA = {"av"}
 _JUNK_DIRS = ("__pycache__", "bin")
 

@@ -25,8 +25,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from shared.auth import mint_dev_token
+from tests.app_store_support import apple_settings, base_settings
 from tests.billing_support import stripe_settings
 from tests.conftest import configured
+from tests.emulators.app_store import Notification, Transaction, default_pki
 from tests.emulators.fal import FalEmulator
 from tests.emulators.stripe import StripeEmulator, sign
 
@@ -285,6 +287,20 @@ TARGETS = [
     ),
     Target("health", "GET", "/functions/v1/health"),
     Target(
+        "redeem-app-store-transaction",
+        "POST",
+        "/functions/v1/redeem-app-store-transaction",
+        body={"signed_transaction": default_pki().sign_transaction(Transaction())},
+    ),
+    Target(
+        "app-store-notification",
+        "POST",
+        "/functions/v1/app-store-notification",
+        body={
+            "signedPayload": default_pki().sign_notification(Notification("REFUND", Transaction().revoked()))
+        },
+    ),
+    Target(
         "fal-webhook",
         "POST",
         "/functions/v1/fal-webhook",
@@ -311,9 +327,13 @@ TARGETS = [
 
 
 @pytest.fixture(scope="module")
-def hostile_env(stack: str) -> Iterator[tuple[FalEmulator, str]]:
-    """Stripe (the emulator) and fal (its webhook signing keys) configured, so signed webhooks reach parsing."""
+def hostile_env(stack: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FalEmulator, str]]:
+    """Stripe (the emulator), fal (its webhook signing keys) and the App Store (the test PKI's root) configured,
+    so signed webhooks and App Store data reach parsing and verification."""
+    root = tmp_path_factory.mktemp("apple") / "root.der"
+    root.write_bytes(default_pki().root_der)
     with ExitStack() as stack_:
+        stack_.enter_context(apple_settings(**base_settings(root)))
         stripe_emu = stack_.enter_context(StripeEmulator())
         fal_emu = stack_.enter_context(FalEmulator())
         stack_.enter_context(configured(**fal_emu.env()))

@@ -392,13 +392,13 @@ def test_reconciler_is_a_plain_handler(stack: str) -> None:
 # Libraries a handler's init must not load: each comes with the first request that uses it, if any.
 _HEAVY = (
     "fastapi", "starlette", "pydantic", "psycopg", "jwt",
-    "stripe", "boto3", "fal_client", "av", "cv2", "numpy", "uvicorn", "pgserver",
+    "stripe", "boto3", "fal_client", "av", "cv2", "numpy", "uvicorn", "pgserver", "appstoreserverlibrary",
 )  # fmt: skip
 
 
 def test_handlers_import_no_heavy_library_they_do_not_use() -> None:
     """Importing and initialising a handler (Mangum included) loads no web framework, pydantic, psycopg, PyJWT,
-    stripe, boto3, fal-client, PyAV, OpenCV or numpy."""
+    stripe, app-store-server-library, boto3, fal-client, PyAV, OpenCV or numpy."""
     modules = sorted(p.stem for p in (ROOT / "functions").glob("*.py") if p.stem != "__init__")
     script = (
         "import importlib, json, sys\n"

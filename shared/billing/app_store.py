@@ -23,7 +23,10 @@ from shared.settings import get_settings
 log = logging.getLogger("i2v.billing")
 #: Notification types that move credits; every other verified type is recorded and acknowledged.
 APPLIED_TYPES = frozenset({"REFUND", "REVOKE", "REFUND_REVERSED", "TEST"})
-MAX_JWS = 32 * 1024  # a signed transaction is about 4 KiB (three certificates and the payload)
+MAX_JWS = 16 * 1024  # characters; a signed transaction is about 4-7 KiB (three certificates and the payload)
+JWS_PATTERN = (
+    r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$"  # JWS compact serialization: base64url parts
+)
 
 
 class RedeemRequest(BaseModel):
@@ -32,8 +35,8 @@ class RedeemRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     signed_transaction: str | None = Field(
         default=None,
-        min_length=1,
         max_length=MAX_JWS,
+        pattern=JWS_PATTERN,
         description="StoreKit 2 `Transaction.jwsRepresentation` (JWS compact serialization).",
     )
     transaction_id: str | None = Field(
@@ -73,7 +76,9 @@ class AppStoreNotification(BaseModel):
     """Body of POST app-store-notification: App Store Server Notifications V2."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    signed_payload: str = Field(alias="signedPayload", min_length=1, max_length=4 * MAX_JWS)
+    signed_payload: str = Field(
+        alias="signedPayload", max_length=2 * MAX_JWS, pattern=JWS_PATTERN
+    )  # nests a JWS
 
 
 class NotificationAck(BaseModel):

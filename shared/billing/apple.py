@@ -249,7 +249,7 @@ def _claimed_environment(jws: str, cfg: AppStoreConfig, path: tuple[str, ...]) -
         value: Any = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
-    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+    except (IndexError, ValueError, RecursionError, binascii.Error):  # UnicodeDecodeError is a ValueError
         value = None
     return value if value in cfg.environments else cfg.environment
 
