@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -199,8 +200,23 @@ def test_production_server_takes_sandbox_purchases_only_when_allowed(
 
 
 def test_notification_body_is_checked_before_the_signature(stack: str, store: None) -> None:
-    """A notification body without signedPayload is a 400 naming the field."""
+    """A notification body without signedPayload, or not shaped as a JWS, is a 400 naming the field; a JWS
+    shape that does not verify is a 400 app_store_data_refused."""
     resp = httpx.post(stack + NOTIFY_PATH, json={"payload": "x"})
     assert resp.status_code == 400 and resp.json()["error"]["details"]["field"] == "signedPayload"
-    bare = httpx.post(stack + NOTIFY_PATH, content=notification_body("not-a-jws"))
-    assert bare.status_code == 400 and bare.json()["error"]["code"] == "app_store_data_refused"
+    not_jws = httpx.post(stack + NOTIFY_PATH, content=notification_body("not a JWS"))
+    assert not_jws.status_code == 400 and not_jws.json()["error"]["details"]["field"] == "signedPayload"
+    unsigned = httpx.post(stack + NOTIFY_PATH, content=notification_body("a.b.c"))
+    assert unsigned.status_code == 400 and unsigned.json()["error"]["code"] == "app_store_data_refused"
+
+
+def test_sandbox_data_never_touches_a_production_purchase(buyer: Buyer, root_cert_file: Path) -> None:
+    """A Sandbox refund for the id of a Production purchase is refused (400) and takes nothing back."""
+    production = base_settings(root_cert_file, apple_environment="Production")
+    live = buyer.transaction(environment=Environment.PRODUCTION.value)
+    with apple_settings(**production):
+        buyer.buy(live)
+        sandbox_twin = replace(live, environment=Environment.SANDBOX.value)
+        resp = buyer.notify(buyer.notification("REFUND", sandbox_twin))
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_request"
+    assert buyer.check_books()["balance"] == 100

@@ -48,6 +48,10 @@ begin
           p_tx->>'currency', p_tx->>'storefront', _ms_timestamp((p_tx->>'purchase_date')::bigint))
   on conflict (transaction_id) do nothing;
   select * into t from app_store_transactions where transaction_id = p_tx->>'transaction_id' for update;
+  if t.environment <> p_tx->>'environment' then  -- never let a Sandbox event touch a Production purchase
+    raise exception 'App Store transaction % is known from the % environment', t.transaction_id, t.environment
+      using errcode = 'I2V04';
+  end if;
   return t;
 end $$;
 
