@@ -113,7 +113,7 @@ begin
        and p.proname = any (array[
     '_app_store_observe', '_app_store_revocation', '_app_store_settle', '_app_store_transaction', '_app_store_view',
     '_credit_purchase', '_job_status_for_update', '_money', '_ms_timestamp', '_purchase_for_session',
-    '_purchase_transition', '_record_charge_refund', '_refund_job', '_settle_purchase_refunds',
+    '_purchase_transition', '_record_charge_refund', '_refund_job', '_settle_purchase_refunds', 'advance_to_video',
     'apply_app_store_notification', 'apply_stripe_event', 'begin_checkout', 'begin_engine_completion',
     'begin_upload', 'cancel_job', 'claim_engine_job', 'claim_mirror', 'claim_submit', 'claimable_engine_jobs',
     'complete_image_job', 'complete_job', 'credit_ledger_apply', 'credit_ledger_immutable',

@@ -41,6 +41,9 @@ class Job:
     logs: list[Any] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)  # an image job's images, in order
     input_images: list[str] = field(default_factory=list)  # an image edit's reference images
+    stage: str | None = None  # a video from a prompt alone: "image" (its start image), then "video"
+    image_credits: int = 0  # the image part of such a job's charge
+    next_route: dict[str, Any] | None = None
     late_delivery: bool = False
     request_id: str | None = None
     urls: dict[str, Any] = field(default_factory=dict)
@@ -55,8 +58,23 @@ class Job:
 
     @property
     def makes_images(self) -> bool:
-        """True for an image job."""
-        return self.kind == "image"
+        """True while the job makes images: an image job, or a video's image stage."""
+        return self.kind == "image" or self.stage == "image"
+
+    @property
+    def current_model(self) -> str:
+        """The model working on the job now: the image model during a video's image stage, else the job's."""
+        if self.stage == "image":
+            return str(self.settings.get("image_stage", {}).get("model") or self.model)
+        return self.model
+
+    @property
+    def current_settings(self) -> dict[str, Any]:
+        """The settings of the model working on the job now."""
+        if self.stage == "image":
+            staged: dict[str, Any] = self.settings.get("image_stage", {}).get("settings") or {}
+            return staged
+        return {k: v for k, v in self.settings.items() if k != "image_stage"}
 
     @property
     def active(self) -> bool:
@@ -87,6 +105,9 @@ class Job:
             logs=list(record.get("logs") or []),
             images=list(record.get("images") or []),
             input_images=[str(u) for u in record.get("input_images") or []],
+            stage=record.get("stage"),
+            image_credits=int(record.get("image_credits") or 0),
+            next_route=record.get("next_route"),
             late_delivery=bool(record.get("late_delivery")),
             request_id=record.get("request_id"),
             urls=record.get("urls") or {},

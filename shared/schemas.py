@@ -106,6 +106,9 @@ class VideoStatus(BaseModel):
     logs: list[str] | None = None
     model: str | None = None
     kind: Literal["video", "image"] = "video"
+    stage: Literal["image", "video"] | None = Field(
+        default=None, description="a video from a prompt alone: making its start image, then the video"
+    )
     images: list[ImageOut] | None = Field(default=None, description="an image job's images, once completed")
     provider: str | None = Field(default=None, description="the provider that runs the job")
     credits_used: int | None = None
@@ -243,6 +246,9 @@ class Quote(BaseModel):
 
     model: str
     provider: str = Field(description="the provider that would serve the request now (its price is quoted)")
+    parts: dict[str, int] | None = Field(
+        default=None, description="a video from a prompt alone: the start image's and the video's credits"
+    )
     credits: int
     balance: int
     balance_after: int = Field(description="balance - credits; negative when the balance does not cover it")

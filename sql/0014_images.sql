@@ -3,8 +3,13 @@
 -- signature of those two is removed here, whatever it was.
 
 alter table video_jobs
-  add column kind         text not null default 'video' check (kind in ('video', 'image')),
-  add column input_images jsonb not null default '[]'::jsonb;  -- an image edit's reference image URLs
+  add column kind          text not null default 'video' check (kind in ('video', 'image')),
+  add column input_images  jsonb not null default '[]'::jsonb,  -- an image edit's reference image URLs
+  -- A video from a prompt alone makes its start image first: stage 'image' (at the image model's route), then
+  -- stage 'video' (at next_route). image_credits is the image part of the charge, kept when the video fails.
+  add column stage         text check (stage in ('image', 'video')),
+  add column image_credits bigint not null default 0 check (image_credits >= 0),
+  add column next_route    jsonb;
 
 create table images (
   id           uuid primary key default gen_random_uuid(),

@@ -228,3 +228,58 @@ def test_late_webhook_for_an_image_changes_nothing(
     time.sleep(0.5)
     again = caller.status(done["job_id"]).json()
     assert [i["image_id"] for i in again["images"]] == [i["image_id"] for i in done["images"]]
+
+
+KLING = "kling-2.1-standard"
+
+
+def test_a_video_from_a_prompt_alone(caller: Caller, rep: ReplicateEmulator, mp4: bytes) -> None:
+    """generate-video with a prompt and no image makes the start image first (nano-banana), then the video with
+    our stored copy of it: one request, one charge covering both parts as quoted, the image kept and listed."""
+    rep.set_plan(PredictionPlan(output=MediaFile(data=mp4)), model="kwaivgi/kling-v2.1")
+    caller.grant(200)
+    body = {"model_id": KLING, "prompt": "a lighthouse at dusk", "settings": {"duration": 5}}
+    quoted = caller.http.post("/functions/v1/quote", json=body).json()
+    assert quoted["parts"] == {"image": 11, "video": 33} and quoted["credits"] == 44, quoted
+    resp = caller.generate(**body)
+    assert resp.status_code == 202 and resp.json()["credits_used"] == 44, resp.text
+    done = wait_done(caller, resp.json()["job_id"], timeout=30)
+    assert done["status"] == "completed" and done["stage"] == "video" and done["kind"] == "video", done
+    assert httpx.get(done["video_url"]).content == mp4
+    (start_image,) = done["images"]
+    assert httpx.get(start_image["url"]).content == png()
+    creates = rep.requests_for("create")
+    assert [c.path for c in creates] == [
+        "/v1/models/google/nano-banana-2/predictions",
+        "/v1/models/kwaivgi/kling-v2.1/predictions",
+    ]
+    assert creates[1].json()["input"]["start_image"].startswith(rep.api_url + "/files/")
+    assert caller.balance() == 200 - 44
+    kinds = [e["kind"] for e in caller.http.get("/functions/v1/get-credits").json()["entries"]]
+    assert kinds.count("generation") == 1 and "refund" not in kinds
+
+
+def test_a_failed_start_image_refunds_everything(caller: Caller, rep: ReplicateEmulator) -> None:
+    """When the start image fails, the job fails and both parts are refunded; no video is requested."""
+    rep.set_plan(PredictionPlan(error="safety filter"), model="google/nano-banana-2")
+    caller.grant(200)
+    resp = caller.generate(model_id=KLING, prompt="refused", settings={"duration": 5})
+    assert resp.status_code == 202
+    failed = wait_done(caller, resp.json()["job_id"])
+    assert failed["status"] == "failed" and "safety filter" in failed["error_message"]
+    assert caller.balance() == 200
+    assert [c.path for c in rep.requests_for("create")] == ["/v1/models/google/nano-banana-2/predictions"]
+
+
+def test_a_failed_video_after_its_image_refunds_the_video_part(caller: Caller, rep: ReplicateEmulator) -> None:
+    """When the video fails after its start image was made, only the video part is refunded; the image stays
+    the user's (shown on the job, usable by image_id)."""
+    rep.set_plan(PredictionPlan(error="video model down"), model="kwaivgi/kling-v2.1")
+    caller.grant(200)
+    resp = caller.generate(model_id=KLING, prompt="half way", settings={"duration": 5})
+    failed = wait_done(caller, resp.json()["job_id"], timeout=30)
+    assert failed["status"] == "failed" and "video model down" in failed["error_message"], failed
+    assert caller.balance() == 200 - 11
+    (image,) = failed["images"]
+    again = image_job(caller, model_id="nano-banana", prompt="reuse", image_ids=[image["image_id"]])
+    assert again.status_code == 202, again.text

@@ -81,7 +81,11 @@ def complete_with_images(
     the first, then mark the job completed with one images row per image."""
     from shared.media import images as sniffing
     from shared.media.uploads import generated_image_key
+    from shared.records import load_job
 
+    job = load_job(job_id)
+    if job is not None and job.stage == "image":
+        return _start_video_stage(job_id, user_id, files[0])
     storage = get_storage()
     max_pixels = get_settings().max_image_pixels
     stored: list[dict[str, Any]] = []
@@ -105,6 +109,31 @@ def complete_with_images(
         result=result or {},
     )
     return done
+
+
+def _start_video_stage(job_id: UUID, user_id: UUID, image: Path) -> bool:
+    """A video from a prompt alone has its start image: keep it (the user paid for it), then submit the video
+    with it to the route chosen when the job was created. False when the job moved on meanwhile (canceled)."""
+    from shared.media import images as sniffing
+    from shared.media.uploads import generated_image_key
+    from shared.providers.catalog import find_model
+    from shared.records import load_job
+
+    with image.open("rb") as fh:
+        info = sniffing.sniff_file(fh, get_settings().max_image_pixels, field="output")
+    storage = get_storage()
+    key = generated_image_key(user_id, job_id, 0, sniffing.CONTENT_TYPES[info.content_type])
+    storage.put_file(key, image, info.content_type, move=True)
+    facts = {"key": key, "content_type": info.content_type, "width": info.width, "height": info.height}
+    if not get_db().call("advance_to_video", job=job_id, image=facts, image_url=storage.ref_url(key)):
+        return False
+    job = load_job(job_id)
+    assert job is not None
+    model = find_model(job.model)
+    route = model.route(job.provider, job.endpoint)
+    log.info("start image made; submitting the video", extra={"job_id": str(job_id)})
+    submit(JobRequest(job_id, user_id, model, route, job.prompt, job.image_url, job.current_settings))
+    return True
 
 
 def _image_thumbnail(image: Path, user_id: UUID, job_id: UUID) -> str | None:

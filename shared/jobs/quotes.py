@@ -14,7 +14,8 @@ def quote(user: User, req: GenerateVideoRequest) -> Quote:
     balance = credits.summary(user, limit=1).balance
     return Quote(
         model=prepared.spec.slug,
-        provider=prepared.route.provider,
+        provider=prepared.stage.video_route.provider if prepared.stage else prepared.route.provider,
+        parts={"image": prepared.stage.cost, "video": prepared.stage.video_cost} if prepared.stage else None,
         credits=prepared.cost,
         balance=balance,
         balance_after=balance - prepared.cost,

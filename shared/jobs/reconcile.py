@@ -23,7 +23,7 @@ log = logging.getLogger("i2v.jobs.reconcile")
 
 def job_ref(job: Job) -> JobRef:
     """A submitted job as its provider needs to ask about it."""
-    model = find_model(job.model)
+    model = find_model(job.current_model)
     return JobRef(
         job_id=job.job_id,
         user_id=job.user_id,
@@ -67,7 +67,7 @@ def _past_deadline(job: Job) -> bool:
 
 
 def _request(job: Job) -> JobRequest:
-    model = find_model(job.model)
+    model = find_model(job.current_model)
     route = model.route(job.provider, job.endpoint)
     return JobRequest(
         job.job_id,
@@ -75,8 +75,8 @@ def _request(job: Job) -> JobRequest:
         model,
         route,
         job.prompt,
-        job.image_url,
-        job.settings,
+        job.image_url if job.stage != "image" else None,
+        job.current_settings,
         input_images=tuple(job.input_images),
     )
 

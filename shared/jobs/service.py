@@ -108,6 +108,20 @@ class Prepared:
     upload_sha: str | None
     image_url: str | None = None  # the start image (a video), image_id resolved
     input_images: tuple[str, ...] = ()  # the reference images (an image edit), image_ids resolved
+    stage: ImageStage | None = None  # a video from a prompt alone: its start image is made first
+
+
+@dataclass(frozen=True)
+class ImageStage:
+    """The first stage of a video from a prompt alone: the image model, its route, settings and price; then the
+    video's own route."""
+
+    spec: ModelSpec
+    route: Route
+    settings: dict[str, Any]
+    cost: int
+    video_route: Route
+    video_cost: int
 
 
 def prepare(user: User, req: GenerateVideoRequest) -> Prepared:
@@ -120,14 +134,53 @@ def prepare(user: User, req: GenerateVideoRequest) -> Prepared:
             "model_id", f"{spec.slug} makes images: use generate-image.", allowed=_video_models()
         )
     check_model(spec)
-    resolved = resolve_settings(spec, req.settings.model_dump(exclude_none=True))
+    requested = req.settings.model_dump(exclude_none=True)
+    image_model = requested.pop("image_model", None)
+    resolved = resolve_settings(spec, requested)
     if req.image_id is not None and req.image_url:
         raise errors.InvalidField("image_id", "Give image_url or image_id, not both.")
     image_url = image_ref_urls(user, [req.image_id], "image_id")[0] if req.image_id else req.image_url
+    if not image_url and spec.requires_image:
+        return _prepare_from_prompt(spec, resolved, image_model, req.prompt)
+    if image_model is not None:
+        raise errors.InvalidField("settings.image_model", "image_model is for a video from a prompt alone.")
     upload_sha = _check_image(user, spec, image_url)
     route = routing.choose(spec, resolved).route
     cost = price(route, resolved)
     return Prepared(spec, route, get_provider(route.provider), resolved, cost, upload_sha, image_url)
+
+
+def _prepare_from_prompt(
+    spec: ModelSpec, resolved: dict[str, Any], image_model: Any, prompt: str
+) -> Prepared:
+    """A video from a prompt alone: its start image is made first by the model's image model (or
+    settings.image_model), at that model's price; one charge covers both."""
+    if not prompt.strip():
+        raise errors.InvalidField("image_url", f"{spec.slug} needs an image_url, an image_id or a prompt.")
+    if image_model is not None and not isinstance(image_model, str):
+        raise errors.InvalidField("settings.image_model", "image_model must be an image model's slug.")
+    image_spec = find_model(image_model or spec.image_model)
+    if not image_spec.makes_images:
+        raise errors.InvalidField("settings.image_model", f"{image_spec.slug} does not make images.")
+    check_model(image_spec)
+    aspect = resolved.get("aspect_ratio")
+    wanted = {"aspect_ratio": aspect if aspect in image_spec.aspect_ratios else None, "num_images": 1}
+    image_settings = resolve_settings(image_spec, {k: v for k, v in wanted.items() if v is not None})
+    image_route = routing.choose(image_spec, image_settings).route
+    video_route = routing.choose(spec, resolved).route
+    stage = ImageStage(
+        image_spec,
+        image_route,
+        image_settings,
+        price(image_route, image_settings),
+        video_route,
+        price(video_route, resolved),
+    )
+    settings = {**resolved, "image_stage": {"model": image_spec.slug, "settings": image_settings}}
+    provider = get_provider(image_route.provider)
+    return Prepared(
+        spec, image_route, provider, settings, stage.cost + stage.video_cost, None, None, (), stage
+    )
 
 
 def prepare_image(user: User, req: GenerateImageRequest) -> Prepared:
@@ -208,6 +261,11 @@ def _start(user: User, key: str, print_: str, endpoint: str, p: Prepared, prompt
         provider_endpoint=p.route.endpoint_for(p.input_images),
         kind="image" if p.spec.makes_images else "video",
         input_images=list(p.input_images),
+        stage="image" if p.stage else None,
+        image_credits=p.stage.cost if p.stage else 0,
+        next_route={"provider": p.stage.video_route.provider, "endpoint": p.stage.video_route.endpoint}
+        if p.stage
+        else None,
         prompt=prompt,
         image_url=p.image_url,
         settings=p.settings,
@@ -226,9 +284,12 @@ def _start(user: User, key: str, print_: str, endpoint: str, p: Prepared, prompt
     outcome = _outcome(result, user.id)
     if result["outcome"] == "created":
         job_id = UUID(outcome.body["job_id"])
-        job = JobRequest(
-            job_id, user.id, p.spec, p.route, prompt, p.image_url, p.settings, input_images=p.input_images
-        )
+        if p.stage is not None:  # the start image first
+            job = JobRequest(job_id, user.id, p.stage.spec, p.route, prompt, None, p.stage.settings)
+        else:
+            job = JobRequest(
+                job_id, user.id, p.spec, p.route, prompt, p.image_url, p.settings, input_images=p.input_images
+            )
         lifecycle.submit(job)
     return outcome
 
@@ -326,8 +387,9 @@ def status_view(job: Job) -> VideoStatus:
         queue_position=job.queue_position,
         logs=[str(entry.get("message", "")) for entry in job.logs if isinstance(entry, dict)] or None,
         model=job.model,
-        kind="image" if job.makes_images else "video",
-        images=[_image_out(image, ttl) for image in job.images] if done and job.makes_images else None,
+        kind="image" if job.kind == "image" else "video",
+        stage="image" if job.stage == "image" else "video" if job.stage else None,
+        images=[_image_out(image, ttl) for image in job.images] if job.images else None,
         provider=job.provider,
         credits_used=job.credits_used,
         created_at=job.created_at,

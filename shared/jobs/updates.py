@@ -92,7 +92,7 @@ def _record_output(job_id: UUID, update: ProviderUpdate) -> Applied:
     if job is None:
         return Applied("unknown_job")
     provider = job.provider
-    route = find_model(job.model).route(job.provider, job.endpoint)
+    route = find_model(job.current_model).route(job.provider, job.endpoint)
     urls = route.output_urls(update.output) if job.makes_images else []
     url = urls[0] if urls else route.output_url(update.output) if not job.makes_images else None
     if url is None:

@@ -232,6 +232,9 @@ class ModelSpec(BaseModel):
     max_input_images: int = 0  # image models: the most reference images an edit takes
     defaults: dict[str, Any]
     routes: list[Route] = Field(min_length=1)
+    image_model: str = (
+        "nano-banana"  # video models: what makes the start image of a video from a prompt alone
+    )
     notes: str | None = None
 
     @property

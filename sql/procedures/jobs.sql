@@ -31,7 +31,8 @@ create or replace function start_generation(
   p_model_id uuid, p_model_slug text, p_provider text,
   p_prompt text, p_image_url text, p_settings jsonb, p_cost bigint,
   p_signup_credits bigint, p_ttl_s int, p_hold_s int, p_upload_sha text, p_provider_endpoint text default null,
-  p_kind text default 'video', p_input_images jsonb default '[]'::jsonb
+  p_kind text default 'video', p_input_images jsonb default '[]'::jsonb, p_stage text default null,
+  p_image_credits bigint default 0, p_next_route jsonb default null
 ) returns jsonb language plpgsql as $$
 declare
   rec     idempotency_keys%rowtype;
@@ -76,9 +77,10 @@ begin
     return jsonb_build_object('outcome', 'insufficient', 'balance', bal, 'cost', p_cost, 'debt', owed);
   end if;
   insert into video_jobs (user_id, model_id, model_slug, provider, provider_endpoint, prompt, image_url, settings,
-                          credits_used, kind, input_images)
+                          credits_used, kind, input_images, stage, image_credits, next_route)
   values (p_user, p_model_id, p_model_slug, p_provider, p_provider_endpoint, coalesce(p_prompt, ''), p_image_url,
-          p_settings, p_cost, p_kind, coalesce(p_input_images, '[]'::jsonb))
+          p_settings, p_cost, p_kind, coalesce(p_input_images, '[]'::jsonb), p_stage, coalesce(p_image_credits, 0),
+          p_next_route)
   returning id into job;
   if p_cost > 0 then
     insert into credit_ledger (user_id, delta, kind, reason, job_id)
@@ -135,6 +137,9 @@ declare
 begin
   select * into j from video_jobs where id = p_job;
   select -delta into debited from credit_ledger where job_id = p_job and kind = 'generation';
+  if j.stage = 'video' then
+    debited := debited - j.image_credits;  -- the start image was made and is kept: only the video is refunded
+  end if;
   if debited is null or debited <= 0 then
     return 0;
   end if;
@@ -221,6 +226,34 @@ begin
   return true;
 end $$;
 
+-- A video from a prompt alone, its start image made: keep the image (images row 0 of the job), then move the job
+-- to its video stage at next_route, pending, with everything the first stage's provider left cleared. False when
+-- the job is not in its image stage any more (canceled or failed meanwhile, or advanced already).
+create or replace function advance_to_video(p_job uuid, p_image jsonb, p_image_url text) returns boolean
+language plpgsql as $$
+declare
+  j video_jobs%rowtype;
+begin
+  select * into j from video_jobs where id = p_job for update;
+  if not found then
+    raise exception 'job % not found', p_job using errcode = 'I2V01';
+  elsif j.stage is distinct from 'image' or j.status not in ('pending', 'processing') then
+    return false;
+  end if;
+  insert into images (user_id, job_id, position, key, content_type, width, height)
+  values (j.user_id, p_job, 0, p_image ->> 'key', p_image ->> 'content_type', (p_image ->> 'width')::int,
+          (p_image ->> 'height')::int);
+  update video_jobs
+     set stage = 'video', status = 'pending', image_url = p_image_url,
+         provider = j.next_route ->> 'provider', provider_endpoint = j.next_route ->> 'endpoint',
+         provider_request_id = null, provider_urls = null, provider_status = null, provider_logs = null,
+         result_url = null, submit_attempted_at = null, progress = 0, queue_position = null, next_poll_at = null,
+         engine_id = null, engine_lease_until = null, finishing_until = null, mirror_lease_until = null,
+         mirror_attempts = 0, result = coalesce(j.result, '{}'::jsonb) || jsonb_build_object('image_stage', j.result)
+   where id = p_job;
+  return true;
+end $$;
+
 -- One of a user's images (null when it is another user's or none).
 create or replace function get_image(p_user uuid, p_image uuid) returns jsonb
 language sql stable as $$
@@ -258,7 +291,8 @@ create or replace function job_record(j video_jobs) returns jsonb
 language sql stable as $$
   select jsonb_build_object(
     'job_id', j.id, 'user_id', j.user_id, 'status', j.status, 'model', j.model_slug, 'provider', j.provider,
-    'endpoint', j.provider_endpoint, 'kind', j.kind, 'input_images', j.input_images,
+    'endpoint', j.provider_endpoint, 'kind', j.kind, 'input_images', j.input_images, 'stage', j.stage,
+    'image_credits', j.image_credits, 'next_route', j.next_route,
     'images', (select coalesce(jsonb_agg(jsonb_build_object('image_id', i.id, 'key', i.key,
                                                            'content_type', i.content_type, 'width', i.width,
                                                            'height', i.height) order by i.position), '[]'::jsonb)

@@ -78,6 +78,9 @@ class LocalEngine(Provider):
         self._threads: list[threading.Thread] = []
         self._control: threading.Thread | None = None
         self._active: set[UUID] = set()  # queued or rendering here
+        self._again: set[UUID] = (
+            set()
+        )  # submitted again while active here (a video's next stage): run once more
         self._renders: dict[UUID, _Render] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -184,7 +187,11 @@ class LocalEngine(Provider):
 
     def _enqueue(self, job_id: UUID, *, takeover: bool) -> bool:
         with self._lock:
-            if job_id in self._active or self._stopping.is_set():
+            if job_id in self._active:
+                if not takeover:
+                    self._again.add(job_id)
+                return False
+            if self._stopping.is_set():
                 return False
             self._active.add(job_id)
         self._queue.put((job_id, takeover))
@@ -258,6 +265,10 @@ class LocalEngine(Provider):
             finally:
                 with self._lock:
                     self._active.discard(job_id)
+                    again = job_id in self._again
+                    self._again.discard(job_id)
+                if again:
+                    self._enqueue(job_id, takeover=False)
 
     def run_job(self, job_id: UUID, *, takeover: bool = False) -> None:
         """Claim one job and render it: complete it, fail it with a refund, or stop when it is canceled."""
@@ -305,7 +316,7 @@ class LocalEngine(Provider):
         if job.image_url is None:
             raise errors.InvalidField("image_url", "The local engine needs a start image.")
         image = inputs.load_image(job.image_url)
-        settings = job.settings
+        settings = job.current_settings
         with scratch.work_dir(job_id) as tmp:
             video, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumb.jpg"
             try:
@@ -343,7 +354,7 @@ class LocalEngine(Provider):
         """An image job: one title card per image asked for (``local-card``)."""
         from shared.providers.local.engine.card import render_card  # Pillow
 
-        settings = job.settings
+        settings = job.current_settings
         count = int(settings.get("num_images") or 1)
         fmt = "png" if settings.get("output_format") == "png" else "jpeg"
         with scratch.work_dir(job_id) as tmp:
