@@ -287,6 +287,13 @@ class I2VClient:
         )
         return result
 
+    def generate_image(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """POST generate-image with an Idempotency-Key."""
+        result: dict[str, Any] = self._call(
+            "POST", "generate-image", json=body, headers={"Idempotency-Key": idempotency_key}
+        )
+        return result
+
     def status(self, job_id: str) -> dict[str, Any]:
         """GET get-video-status."""
         result: dict[str, Any] = self._call("GET", "get-video-status", params={"job_id": job_id})

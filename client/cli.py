@@ -246,6 +246,9 @@ def generate(
         typer.Argument(help="A local image (uploaded first) or an https URL; omit for prompt only."),
     ] = None,
     prompt: Annotated[str, typer.Option(help="What should happen (camera words for local-motion).")] = "",
+    image_id: Annotated[
+        str | None, typer.Option(help="An image made earlier (i2v image prints its id) as the start image.")
+    ] = None,
     model: Annotated[str, typer.Option(help="Model slug (i2v models lists them).")] = "local-motion",
     resolution: Annotated[str | None, typer.Option(help="e.g. 480p, 720p (model default if unset).")] = None,
     aspect_ratio: Annotated[str | None, typer.Option(help="e.g. 16:9, 9:16, 1:1.")] = None,
@@ -278,9 +281,10 @@ def generate(
         output_dir=output_dir,
         idempotency_key=idempotency_key,
         poll_interval=poll_interval,
+        image_id=image_id,
     )
-    if image is None and not prompt:
-        console.print("[red]Give an IMAGE, a --prompt, or both.[/red]")
+    if image is None and image_id is None and not prompt:
+        console.print("[red]Give an IMAGE, an --image-id, a --prompt, or several.[/red]")
         raise typer.Exit(2)
     try:
         with _api(api_url, token) as api:
@@ -293,6 +297,60 @@ def generate(
     else:
         typer.echo(result.get("path") or result["job_id"])
     if (wait or download) and result.get("status") != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def image(
+    prompt: Annotated[
+        str, typer.Argument(help="What the image should show (or how to change the references).")
+    ],
+    reference: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--image", help="A reference to edit: a local image, an https URL or an image id (repeatable)."
+        ),
+    ] = None,
+    model: Annotated[str, typer.Option(help="Image model slug (i2v models lists them).")] = "nano-banana",
+    aspect_ratio: Annotated[str | None, typer.Option(help="e.g. 1:1, 16:9, 9:16.")] = None,
+    output_format: Annotated[str | None, typer.Option(help="jpeg or png.")] = None,
+    num_images: Annotated[int | None, typer.Option(help="How many images (per model).", min=1)] = None,
+    download: Annotated[bool, typer.Option(help="Save the images as {image_id}.{ext}.")] = False,
+    output_dir: Annotated[Path, typer.Option(help="Where --download saves the images.")] = Path("downloads"),
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Send this Idempotency-Key (to retry a request: charged once).")
+    ] = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Make images from a prompt (or edit references), follow the job and print each image id (usable as
+    `i2v generate --image-id`); exits 1 when the job fails."""
+    from client import render, single
+
+    requested = {"aspect_ratio": aspect_ratio, "output_format": output_format, "num_images": num_images}
+    opts = single.ImageOptions(
+        prompt=prompt,
+        model=model,
+        references=list(reference or []),
+        settings={k: v for k, v in requested.items() if v is not None},
+        download=download,
+        output_dir=output_dir,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        with _api(api_url, token) as api:
+            result = single.make_image(api, opts, console)
+    except single.InputError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        render.print_json(result)
+    else:
+        for i, img in enumerate(result.get("images") or []):
+            paths = result["paths"]
+            typer.echo(f"{img['image_id']}  {paths[i] if i < len(paths) else img['url']}")
+    if result.get("status") != "completed":
         raise typer.Exit(1)
 
 

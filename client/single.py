@@ -34,6 +34,7 @@ class GenerateOptions:
     idempotency_key: str | None = None
     poll_interval: float = 1.0
     timeout: float = 1800.0
+    image_id: str | None = None  # an image made earlier (i2v image), as the start image
 
 
 def upload(api: I2VClient, path: Path, console: Console) -> Upload:
@@ -61,6 +62,8 @@ def generate(api: I2VClient, opts: GenerateOptions, console: Console) -> dict[st
     url = image_url(api, opts.image, console)
     if url:
         body["image_url"] = url
+    if opts.image_id:
+        body["image_id"] = opts.image_id
     quote = api.quote(body)
     console.print(
         f"price: {quote['credits']} credits (balance {quote['balance']} → {quote['balance_after']})",
@@ -88,6 +91,57 @@ def generate(api: I2VClient, opts: GenerateOptions, console: Console) -> dict[st
             download_video(api, job["video_url"], dest, video_tags(job["job_id"], opts.prompt))
         result["path"] = str(dest)
     return result
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """What ``i2v image`` was asked for."""
+
+    prompt: str
+    model: str
+    references: list[str]  # local files, URLs or image ids
+    settings: dict[str, Any]
+    download: bool
+    output_dir: Path
+    idempotency_key: str | None = None
+    poll_interval: float = 1.0
+    timeout: float = 600.0
+
+
+def make_image(api: I2VClient, opts: ImageOptions, console: Console) -> dict[str, Any]:
+    """Start one image job (text to image, or an edit of the references) and follow it; with ``download`` save
+    each image as ``{image_id}.{ext}``. Returns the job and its saved paths."""
+    body: dict[str, Any] = {"model_id": opts.model, "prompt": opts.prompt, "settings": opts.settings}
+    ids, urls = [], []
+    for ref in opts.references:
+        try:
+            ids.append(str(uuid.UUID(ref)))
+        except ValueError:
+            url = image_url(api, ref, console)
+            if url:
+                urls.append(url)
+    if ids:
+        body["image_ids"] = ids
+    if urls:
+        body["image_urls"] = urls
+    key = opts.idempotency_key or str(uuid.uuid4())
+    created = api.generate_image(body, key)
+    console.print(
+        f"job {created['job_id']} started for {created['credits_used']} credits; "
+        f"to retry this request use --idempotency-key {key}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    job = follow(api, created["job_id"], console, opts.poll_interval, opts.timeout)
+    paths = []
+    if opts.download and job["status"] == "completed":
+        for image in job.get("images") or []:
+            ext = {"image/png": "png", "image/webp": "webp"}.get(image["content_type"], "jpg")
+            dest = opts.output_dir / f"{image['image_id']}.{ext}"
+            if not dest.exists():
+                api.download(image["url"], dest)
+            paths.append(str(dest))
+    return {**job, "idempotency_key": key, "paths": paths}
 
 
 def follow(api: I2VClient, job_id: str, console: Console, interval: float, timeout: float) -> dict[str, Any]:
