@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,6 +46,10 @@ class GenerateVideoRequest(BaseModel):
         default=None,
         description="an image you generated (generate-image): the start image, instead of image_url",
     )
+    video_id: UUID | None = Field(
+        default=None,
+        description="a video you generated: its last frame is the start image (continue the shot)",
+    )
     settings: VideoSettings = Field(default_factory=VideoSettings)
 
 
@@ -67,10 +71,13 @@ class GenerateImageRequest(BaseModel):
     image_ids: list[UUID] = Field(
         default_factory=list, max_length=14, description="images you generated, as references to edit"
     )
-    image_urls: list[str] = Field(
+    image_urls: list[Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=list,
         max_length=14,
         description="uploads (create-upload-url) or public URLs, as references",
+    )
+    video_id: UUID | None = Field(
+        default=None, description="a video you generated: its last frame, as a reference"
     )
     settings: ImageSettings = Field(default_factory=ImageSettings)
 

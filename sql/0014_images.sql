@@ -15,7 +15,7 @@ create table images (
   id           uuid primary key default gen_random_uuid(),
   user_id      uuid not null,
   job_id       uuid not null references video_jobs (id),
-  position     int not null,
+  position     int not null,  -- output images 0.. ; a video's last frame is -1 (for "continue this shot")
   key          text not null unique,
   content_type text not null,
   width        int,

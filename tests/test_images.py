@@ -271,7 +271,9 @@ def test_a_failed_start_image_refunds_everything(caller: Caller, rep: ReplicateE
     assert [c.path for c in rep.requests_for("create")] == ["/v1/models/google/nano-banana-2/predictions"]
 
 
-def test_a_failed_video_after_its_image_refunds_the_video_part(caller: Caller, rep: ReplicateEmulator) -> None:
+def test_a_failed_video_after_its_image_refunds_the_video_part(
+    caller: Caller, rep: ReplicateEmulator
+) -> None:
     """When the video fails after its start image was made, only the video part is refunded; the image stays
     the user's (shown on the job, usable by image_id)."""
     rep.set_plan(PredictionPlan(error="video model down"), model="kwaivgi/kling-v2.1")
@@ -283,3 +285,34 @@ def test_a_failed_video_after_its_image_refunds_the_video_part(caller: Caller, r
     (image,) = failed["images"]
     again = image_job(caller, model_id="nano-banana", prompt="reuse", image_ids=[image["image_id"]])
     assert again.status_code == 202, again.text
+
+
+def test_continue_a_shot_from_a_videos_last_frame(
+    caller: Caller, other: Caller, rep: ReplicateEmulator, mp4: bytes
+) -> None:
+    """video_id makes the last frame of the caller's completed video the next video's start image (and an
+    image edit's reference); another user's video is 404, an unfinished one 409; nothing is charged for those."""
+    caller.grant(200)
+    other.grant(50)
+    first = caller.generate(model_id="local-motion", image_url=caller.upload(), settings={"duration": 1})
+    done = wait_done(caller, first.json()["job_id"], timeout=60)
+    assert done["status"] == "completed", done
+    rep.set_plan(PredictionPlan(output=MediaFile(data=mp4)), model="kwaivgi/kling-v2.1")
+    resp = caller.generate(model_id=KLING, prompt="the camera keeps moving", video_id=done["job_id"])
+    assert resp.status_code == 202, resp.text
+    assert wait_done(caller, resp.json()["job_id"], timeout=30)["status"] == "completed"
+    start_image = rep.requests_for("create")[-1].json()["input"]["start_image"]
+    (sent,) = [f for f in rep.uploads.values() if start_image.endswith(f.id)]
+    with Image.open(io.BytesIO(sent.data)) as frame:
+        assert frame.format == "JPEG" and frame.size[0] > 0
+    edit = image_job(caller, model_id="nano-banana", prompt="as a poster", video_id=done["job_id"])
+    assert edit.status_code == 202, edit.text
+    assert len(rep.requests_for("create")[-1].json()["input"]["image_input"]) == 1
+    balance = other.balance()
+    theirs = other.generate(model_id=KLING, prompt="x", video_id=done["job_id"])
+    assert theirs.status_code == 404 and theirs.json()["error"]["details"]["field"] == "video_id"
+    rep.set_plan(PredictionPlan(start_s=None, run_s=None), model="kwaivgi/kling-v2.1")
+    running = caller.generate(model_id=KLING, prompt="y", image_url=caller.upload())
+    unfinished = caller.generate(model_id=KLING, prompt="z", video_id=running.json()["job_id"])
+    assert unfinished.status_code == 409 and "only a completed video" in unfinished.json()["error"]["message"]
+    assert other.balance() == balance

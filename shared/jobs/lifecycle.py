@@ -50,8 +50,11 @@ def complete_with_files(
     source_url: str | None = None,
     result: dict[str, Any] | None = None,
 ) -> bool:
-    """Mirror a finished video (and thumbnail) into storage, then mark the job completed."""
+    """Mirror a finished video (and thumbnail) into storage, then mark the job completed; its last frame is kept
+    as an image a later video can continue from (``video_id``)."""
     storage = get_storage()
+    last = video.with_name(video.name + ".last.jpg")
+    last_size = _last_frame(video, last)
     video_key = f"videos/{user_id}/{job_id}.mp4"
     storage.put_file(video_key, video, "video/mp4", move=True)
     thumb_key = None
@@ -66,7 +69,41 @@ def complete_with_files(
         source_url=source_url,
         result=result or {},
     )
+    if done and last_size is not None:
+        key = f"images/{user_id}/{job_id}/last.jpg"
+        storage.put_file(key, last, "image/jpeg", move=True)
+        get_db().call(
+            "add_last_frame",
+            job=job_id,
+            key=key,
+            content_type="image/jpeg",
+            width=last_size[0],
+            height=last_size[1],
+        )
     return done
+
+
+def _last_frame(video: Path, dest: Path) -> tuple[int, int] | None:
+    """Write the video's last frame as a JPEG; its size, or None when it cannot be decoded here."""
+    try:
+        import av  # heavy: only where videos are stored (the mirror function, the local engine)
+    except ImportError:
+        return None
+    try:
+        last = None
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                last = frame
+        if last is None:
+            return None
+        image = last.to_image()  # type: ignore[no-untyped-call]
+        image.convert("RGB").save(dest, "JPEG", quality=92)
+        return int(image.width), int(image.height)
+    except (av.FFmpegError, IndexError, OSError, ValueError) as exc:
+        log.warning("no last frame: %s", exc)
+        return None
 
 
 def complete_with_images(

@@ -137,9 +137,13 @@ def prepare(user: User, req: GenerateVideoRequest) -> Prepared:
     requested = req.settings.model_dump(exclude_none=True)
     image_model = requested.pop("image_model", None)
     resolved = resolve_settings(spec, requested)
-    if req.image_id is not None and req.image_url:
-        raise errors.InvalidField("image_id", "Give image_url or image_id, not both.")
-    image_url = image_ref_urls(user, [req.image_id], "image_id")[0] if req.image_id else req.image_url
+    if sum(x is not None and x != "" for x in (req.image_url, req.image_id, req.video_id)) > 1:
+        raise errors.InvalidField("image_id", "Give one of image_url, image_id and video_id.")
+    image_url = req.image_url
+    if req.image_id:
+        image_url = image_ref_urls(user, [req.image_id], "image_id")[0]
+    elif req.video_id:
+        image_url = last_frame_url(user, req.video_id)
     if not image_url and spec.requires_image:
         return _prepare_from_prompt(spec, resolved, image_model, req.prompt)
     if image_model is not None:
@@ -191,6 +195,8 @@ def prepare_image(user: User, req: GenerateImageRequest) -> Prepared:
     check_model(spec)
     resolved = resolve_settings(spec, req.settings.model_dump(exclude_none=True))
     refs = [*image_ref_urls(user, req.image_ids, "image_ids"), *req.image_urls]
+    if req.video_id is not None:
+        refs.append(last_frame_url(user, req.video_id))
     if len(refs) > spec.max_input_images:
         raise errors.InvalidField(
             "image_ids", f"{spec.slug} takes at most {spec.max_input_images} reference images."
@@ -214,6 +220,21 @@ def image_ref_urls(user: User, image_ids: Any, field: str) -> list[str]:
             raise errors.NotFound(f"No image {image_id} for this user.", field=field)
         urls.append(storage.ref_url(str(row["key"])))
     return urls
+
+
+def last_frame_url(user: User, video_id: UUID) -> str:
+    """Our storage URL of the last frame of a video the caller generated (another user's reads as none, 404)."""
+    found = get_db().call("get_last_frame", user=user.id, job=video_id)
+    if found is None or found.get("kind") != "video":
+        raise errors.NotFound(f"No video {video_id} for this user.", field="video_id")
+    if found.get("status") != JobStatus.COMPLETED:
+        raise errors.InvalidTransition(
+            f"The video {video_id} is {found.get('status')}: only a completed video can be continued.",
+            field="video_id",
+        )
+    if not found.get("key"):
+        raise errors.InvalidTransition("No last frame was kept for that video.", field="video_id")
+    return get_storage().ref_url(str(found["key"]))
 
 
 def _verified_upload(user: User, sha: str) -> None:

@@ -254,6 +254,24 @@ begin
   return true;
 end $$;
 
+-- The last frame of a finished video, kept as its image -1 (a later video can continue the shot from it).
+create or replace function add_last_frame(p_job uuid, p_key text, p_content_type text, p_width int, p_height int)
+returns void language sql as $$
+  insert into images (user_id, job_id, position, key, content_type, width, height)
+  select user_id, id, -1, p_key, p_content_type, p_width, p_height from video_jobs
+   where id = p_job and kind = 'video' and status = 'completed'
+  on conflict (job_id, position) do nothing;
+$$;
+
+-- The last frame of one of a user's videos: {"status"} of the job and, once it is kept, {"key", ...}; null when
+-- the job is another user's or none.
+create or replace function get_last_frame(p_user uuid, p_job uuid) returns jsonb
+language sql stable as $$
+  select jsonb_build_object('status', j.status, 'kind', j.kind, 'key', i.key)
+    from video_jobs j left join images i on i.job_id = j.id and i.position = -1
+   where j.id = p_job and j.user_id = p_user;
+$$;
+
 -- One of a user's images (null when it is another user's or none).
 create or replace function get_image(p_user uuid, p_image uuid) returns jsonb
 language sql stable as $$
@@ -296,7 +314,7 @@ language sql stable as $$
     'images', (select coalesce(jsonb_agg(jsonb_build_object('image_id', i.id, 'key', i.key,
                                                            'content_type', i.content_type, 'width', i.width,
                                                            'height', i.height) order by i.position), '[]'::jsonb)
-                 from images i where i.job_id = j.id),
+                 from images i where i.job_id = j.id and i.position >= 0),
     'prompt', j.prompt, 'image_url', j.image_url, 'settings', j.settings, 'credits_used', j.credits_used,
     'progress', j.progress, 'video_key', j.video_key, 'thumbnail_key', j.thumbnail_key,
     'error_message', j.error_message, 'failure_kind', j.failure_kind, 'queue_position', j.queue_position,
