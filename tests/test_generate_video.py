@@ -171,11 +171,13 @@ def test_unavailable_model_is_400(caller: Caller) -> None:
 
 
 def test_image_required_is_400(caller: Caller) -> None:
-    """A model that needs an image refuses a request without image_url, naming the field."""
+    """A model that needs an image refuses a request with neither an image nor a prompt to make one from,
+    naming the field, and charges nothing."""
     caller.grant(10)
-    resp = caller.generate(**LOCAL)
+    resp = caller.generate(**{**LOCAL, "prompt": "  "})
     assert resp.status_code == 400
     assert resp.json()["error"]["details"]["field"] == "image_url"
+    assert caller.balance() == 10
 
 
 @pytest.mark.parametrize(
