@@ -8,6 +8,9 @@ call as one simple-protocol message so it stays one round trip. Elsewhere (a dir
 pooler) each call's statement is prepared once per connection, which spares the server parsing and planning it
 again. The text of each call is composed once per procedure and set of parameter names.
 
+Each procedure call is a span when tracing is on (shared.tracing), and each job transition is logged and counted
+(shared.logs, shared.metrics).
+
 Each connection is checked when taken from the pool and replaced when dead. The check costs no round trip: an
 idle connection has nothing to read, so one whose socket holds something (the server's goodbye, the end of the
 stream) is tested with an empty query, which fails when it is dead. A connection used moments before needs no
@@ -29,7 +32,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from shared import errors, logs, timing
+from shared import errors, logs, metrics, timing, tracing
 from shared.settings import get_settings
 
 #: psycopg prepares a statement automatically after this many executions: never (calls ask for it instead).
@@ -110,15 +113,18 @@ class Database:
 
     def call(self, function: str, **params: Any) -> Any:
         """Call one stored function with named parameters (``p_`` is prefixed) and return its scalar result."""
-        rows = self._execute(_call_sql(function, params), _bind(params))
+        with tracing.span(f"call {function}", "client", _span_attributes(function)):
+            rows = self._execute(_call_sql(function, params), _bind(params))
         result = rows[0][0] if rows else None
         if function in _JOB_TRANSITIONS:
             logs.job_transition(function, params, result)
+            metrics.job_transition(function, params, result)
         return result
 
     def call_rows(self, function: str, **params: Any) -> list[tuple[Any, ...]]:
         """Call a set-returning stored function and return all of its rows."""
-        return self._execute(_call_sql(function, params, select=False), _bind(params))
+        with tracing.span(f"call {function}", "client", _span_attributes(function)):
+            return self._execute(_call_sql(function, params, select=False), _bind(params))
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -243,6 +249,11 @@ def _compose_call(function: str, names: tuple[str, ...], select: bool) -> bytes:
     )
     call = sql.SQL("{}({})").format(sql.Identifier(function), args)
     return (sql.SQL("select {}") if select else sql.SQL("select * from {}")).format(call).as_bytes(None)
+
+
+@lru_cache(maxsize=1024)
+def _span_attributes(function: str) -> dict[str, str]:
+    return {"db.system.name": "postgresql", "db.operation.name": function}
 
 
 def _check_connection(conn: psycopg.Connection[Any]) -> None:

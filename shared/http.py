@@ -4,6 +4,8 @@ calls, bounded retries with backoff and Retry-After and a circuit breaker per pr
 httpx errors are mapped to our errors here and nowhere else. Retries are declared per error: timeouts (only for
 idempotent calls), connection failures, 408/409/429 and 5xx. A submit whose request may have reached the provider
 (a read timeout) is never retried: it raises ``SubmitOutcomeUnknown`` and the webhook or the reconciler settles it.
+Each attempt is counted (latency and outcome, errors, the breaker's state: shared.metrics) and, when tracing is
+on, is a span.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 import stamina
 
-from shared import errors
+from shared import errors, metrics, tracing
 from shared.settings import get_settings
 
 _RETRY_AFTER_CAP_S = 10.0
@@ -48,6 +50,7 @@ class CircuitBreaker:
     def check(self) -> None:
         """Raise ``ProviderUnavailable`` while the breaker is open."""
         if self.is_open:
+            metrics.PROVIDER_ERRORS.inc(provider=self.name, reason="breaker_open")
             raise errors.ProviderUnavailable(
                 f"{self.name} is failing; calls are paused for up to {self.cooldown_s:.0f} s.",
                 provider=self.name,
@@ -56,17 +59,22 @@ class CircuitBreaker:
     def record(self, ok: bool) -> None:
         """Count one call's outcome."""
         with self._lock:
+            was_open = self._opened_at is not None
             if ok:
                 self._failures, self._opened_at = 0, None
-                return
-            self._failures += 1
-            if self._failures >= self.threshold:
-                self._opened_at = time.monotonic()
+            else:
+                self._failures += 1
+                if self._failures >= self.threshold:
+                    self._opened_at = time.monotonic()
+            now_open = self._opened_at is not None
+        if now_open != was_open:
+            metrics.CIRCUIT_BREAKER_OPEN.set(1 if now_open else 0, provider=self.name)
 
     def reset(self) -> None:
         """Close the breaker (tests, operators)."""
         with self._lock:
             self._failures, self._opened_at = 0, None
+        metrics.CIRCUIT_BREAKER_OPEN.set(0, provider=self.name)
 
 
 _breakers: dict[str, CircuitBreaker] = {}
@@ -81,6 +89,7 @@ def breaker(provider: str) -> CircuitBreaker:
             _breakers[provider] = CircuitBreaker(
                 provider, settings.breaker_threshold, settings.breaker_cooldown_s
             )
+            metrics.CIRCUIT_BREAKER_OPEN.set(0, provider=provider)
         return _breakers[provider]
 
 
@@ -144,25 +153,52 @@ def _once(
     cb: CircuitBreaker,
     **kwargs: Any,
 ) -> httpx.Response:
-    try:
-        resp = client.request(method, url, **kwargs)
-    except httpx.ConnectError as exc:  # nothing was delivered: always safe to retry
-        cb.record(False)
-        raise _Transient("connection failed") from exc
-    except (httpx.TimeoutException, httpx.TransportError) as exc:
-        cb.record(False)
-        if not idempotent:
-            raise errors.SubmitOutcomeUnknown(
-                f"{provider} did not answer in time; the outcome is unknown.", provider=provider
-            ) from exc
-        raise _Transient(
-            "timed out" if isinstance(exc, httpx.TimeoutException) else "transport error"
-        ) from exc
-    if resp.status_code in (408, 409, 429) or resp.status_code >= 500:
-        cb.record(resp.status_code < 500 and resp.status_code != 408)
-        raise _Transient(f"HTTP {resp.status_code}", resp.status_code, _retry_after(resp))
-    cb.record(True)
-    return resp
+    started = time.perf_counter()
+    attributes = {
+        "http.request.method": method,
+        "server.address": httpx.URL(url).host,
+        "i2v.provider": provider,
+    }
+    with tracing.span(f"{provider} {method}", "client", attributes) as span:
+        try:
+            resp = client.request(method, url, **kwargs)
+        except httpx.ConnectError as exc:  # nothing was delivered: always safe to retry
+            _finished(cb, False, started, "connect")
+            raise _Transient("connection failed") from exc
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            _finished(cb, False, started, "timeout" if timed_out else "transport")
+            if not idempotent:
+                raise errors.SubmitOutcomeUnknown(
+                    f"{provider} did not answer in time; the outcome is unknown.", provider=provider
+                ) from exc
+            raise _Transient("timed out" if timed_out else "transport error") from exc
+        span.set("http.response.status_code", resp.status_code)
+        outcome = _outcome(resp.status_code)
+        if resp.status_code in (408, 409, 429) or resp.status_code >= 500:
+            _finished(cb, resp.status_code < 500 and resp.status_code != 408, started, outcome)
+            raise _Transient(f"HTTP {resp.status_code}", resp.status_code, _retry_after(resp))
+        _finished(cb, True, started, outcome)
+        if outcome != "ok":
+            span.fail(f"HTTP {resp.status_code}")
+        return resp
+
+
+def _outcome(status: int) -> str:
+    """How a provider call ended, as its metrics label it."""
+    if status < 400:
+        return "ok"
+    if status == 429:
+        return "http_429"
+    return "http_5xx" if status >= 500 else "http_4xx"
+
+
+def _finished(cb: CircuitBreaker, ok: bool, started: float, outcome: str) -> None:
+    """Count one provider call: its breaker, its latency and (unless it succeeded) its error."""
+    cb.record(ok)
+    metrics.PROVIDER_CALL_SECONDS.observe(time.perf_counter() - started, provider=cb.name, outcome=outcome)
+    if outcome != "ok":
+        metrics.PROVIDER_ERRORS.inc(provider=cb.name, reason=outcome)
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

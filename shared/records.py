@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from shared import metrics
 from shared.db import get_db
 from shared.schemas import ACTIVE_STATUSES, JobStatus
 
@@ -128,4 +129,8 @@ def load_job(job_id: UUID, *, user: UUID | None = None) -> Job | None:
         record = get_db().call("job_for_provider", job=job_id)
     else:
         record = get_db().call("get_job", user=user, job=job_id)
-    return None if record is None else Job.from_record(record)
+    if record is None:
+        return None
+    job = Job.from_record(record)
+    metrics.remember_job(job.job_id, job.model, job.provider, job.created_at, job.credits_used)  # labels
+    return job

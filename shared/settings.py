@@ -12,8 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PRODUCT_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")  # App Store Connect product ids: letters, digits, . _ -
@@ -126,6 +127,43 @@ class Settings(BaseSettings):
         default=None, description="App Store Server API URL; unset = Apple's host for the environment."
     )
     log_level: str = "INFO"
+    # Operations. Operators (the console's operator page, GET operator-overview): user ids, comma-separated; a
+    # user whose token's app_metadata.roles holds "operator" is one too.
+    operator_user_ids: str | None = None
+    # CloudWatch Embedded Metric Format lines on stdout as each Lambda invocation ends. Unset: on inside AWS
+    # Lambda (AWS_LAMBDA_FUNCTION_NAME, set by the runtime), off elsewhere (the local server serves /metrics).
+    metrics_emf: bool | None = None
+    metrics_namespace: str = "i2v"
+    aws_lambda_function_name: str | None = None
+    # The reconciler checks the ledger (ledger_mismatches, purchase_mismatches) at most this often per process.
+    ledger_check_interval_s: int = 600
+    # OpenTelemetry traces over OTLP/HTTP when set (the collector's base URL, e.g. http://127.0.0.1:4318); the
+    # exporter reads the other OTEL_EXPORTER_OTLP_* variables (headers, timeout) itself. Unset: nothing loads.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "i2v"
+
+    @field_validator("operator_user_ids")
+    @classmethod
+    def _operator_ids(cls, value: str | None) -> str | None:
+        for part in (value or "").split(","):
+            if part.strip():
+                try:
+                    UUID(part.strip())
+                except ValueError:
+                    raise ValueError(
+                        f"OPERATOR_USER_IDS: {part.strip()!r} is not a user id (a UUID)"
+                    ) from None
+        return value
+
+    def operators(self) -> frozenset[UUID]:
+        """The user ids OPERATOR_USER_IDS names."""
+        return frozenset(UUID(p.strip()) for p in (self.operator_user_ids or "").split(",") if p.strip())
+
+    def emf_enabled(self) -> bool:
+        """Whether Lambda invocations end with EMF metric lines (METRICS_EMF, else: running inside AWS Lambda)."""
+        if self.metrics_emf is not None:
+            return self.metrics_emf
+        return bool(self.aws_lambda_function_name)
 
     def uses_transaction_pooler(self) -> bool:
         """True when DATABASE_URL goes through a transaction-mode pooler (DB_TRANSACTION_POOLER, else port 6543)."""

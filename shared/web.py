@@ -8,8 +8,10 @@ requests through this same code.
 
 Every response carries X-Request-Id, ``Cache-Control: no-store`` and a Server-Timing header with the database
 round trips; every error renders in the one JSON shape of shared.errors; CORS answers the app's preflights; one
-JSON log line is written per request. Nothing heavy loads here: pydantic, psycopg, PyJWT and the service modules
-load on first use, so a Lambda's init phase pays only for this module and Mangum (bench/cold_start.py).
+JSON log line is written per request, each request is a span when tracing is on (shared.tracing), and a Lambda
+invocation ends by writing its metrics as EMF lines (shared.metrics). Nothing heavy loads here: pydantic,
+psycopg, PyJWT, OpenTelemetry and the service modules load on first use, so a Lambda's init phase pays only for
+this module and Mangum (bench/cold_start.py).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
-from shared import errors, logs, timing
+from shared import errors, logs, metrics, timing, tracing
 
 if TYPE_CHECKING:
     from shared.auth import User
@@ -436,7 +438,13 @@ def serve(endpoint: Endpoint | None, call: Call, miss: errors.I2VError | None = 
     stats = timing.track_request()
     started, status = time.perf_counter(), 500
     job_id = _job_param(call.query.get("job_id", ""))
-    with logs.scope(request_id=call.request_id, job_id=job_id, aws_request_id=call.aws_request_id):
+    route = endpoint.path if endpoint is not None else "unmatched"
+    with (
+        logs.scope(request_id=call.request_id, job_id=job_id, aws_request_id=call.aws_request_id),
+        tracing.span(
+            f"{call.method} {route}", "server", _span_attributes(call), headers=call.headers
+        ) as span,
+    ):
         try:
             if miss is not None:
                 raise miss
@@ -445,6 +453,9 @@ def serve(endpoint: Endpoint | None, call: Call, miss: errors.I2VError | None = 
         except Exception as exc:
             response = error_response(exc, call.request_id, call.path)
         status = response.status
+        span.set("http.response.status_code", status)
+        if status >= 500:
+            span.fail(f"HTTP {status}")
         _log_request(call, status, started)
     response.headers = {k.lower(): v for k, v in response.headers.items()}
     response.headers.setdefault("content-type", "application/json")
@@ -452,6 +463,15 @@ def serve(endpoint: Endpoint | None, call: Call, miss: errors.I2VError | None = 
     response.headers.setdefault("cache-control", "no-store")
     response.headers["server-timing"] = stats.server_timing()
     return response
+
+
+def _span_attributes(call: Call) -> tracing.Attributes:
+    return {
+        "http.request.method": call.method,
+        "url.path": call.path,
+        "i2v.request_id": call.request_id,
+        "faas.invocation_id": call.aws_request_id,
+    }
 
 
 def _run(endpoint: Endpoint, call: Call) -> Any:
@@ -649,8 +669,19 @@ class LambdaHandler:
         ):  # the first invocation: JSON logs at LOG_LEVEL (settings load with the request)
             logs.configure()
         self._loop = _current_loop()
-        result: dict[str, Any] = adapter(event, context)
+        try:
+            result: dict[str, Any] = adapter(event, context)
+        finally:
+            invocation_end(context)
         return result
+
+
+def invocation_end(context: Any) -> None:
+    """What every Lambda invocation does as it ends: write the EMF lines of its metrics (stdout, which CloudWatch
+    Logs reads: no call leaves the function) and, when tracing is on, export its spans."""
+    aws_request_id = getattr(context, "aws_request_id", None)
+    metrics.flush_emf(properties={"aws_request_id": str(aws_request_id)} if aws_request_id else None)
+    tracing.flush()
 
 
 def _current_loop() -> asyncio.AbstractEventLoop:

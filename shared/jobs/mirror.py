@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from uuid import UUID
 
 import httpx
 
-from shared import errors, limits
+from shared import errors, limits, metrics
 from shared.db import get_db
 from shared.http import make_client
 from shared.jobs import lifecycle as jobs
@@ -145,6 +146,7 @@ def mirror_job(job_id: UUID) -> bool:
     job = load_job(job_id)  # its mirror_attempts counts this attempt
     if job is None or job.result_url is None:
         return False
+    started = time.perf_counter()
     try:
         if job.makes_images:
             return _mirror_images(job.job_id, job.user_id, job.provider, job.output_urls or [job.result_url])
@@ -162,8 +164,10 @@ def mirror_job(job_id: UUID) -> bool:
                 result={"bytes": size},
             )
         log.info("mirrored", extra={"job_id": str(job_id), "bytes": size})
+        metrics.mirrored(job.provider, size, time.perf_counter() - started)
         return done
     except errors.MirrorError as exc:
+        metrics.mirrored(job.provider, None, time.perf_counter() - started)
         db.call("release_mirror", job=job_id)
         log.warning(
             "mirroring failed",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
-from shared import errors
+from shared import errors, metrics
 from shared.db import get_db
 from shared.jobs import lifecycle as jobs
 from shared.jobs import mirror, updates
@@ -174,6 +174,7 @@ def reconcile_once(limit: int = 100) -> dict[str, int]:
             except errors.I2VError as exc:
                 log.warning("reconcile %s failed: %s", action, exc.message, extra={"job_id": str(job_id)})
             counts[action] = counts.get(action, 0) + 1
+            metrics.RECONCILER_ACTIONS.inc(action=action)
     return counts
 
 

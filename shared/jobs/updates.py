@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
-from shared import errors
+from shared import errors, metrics
 from shared.db import get_db
 from shared.http import describe_error
 from shared.jobs import lifecycle as jobs
@@ -42,6 +42,7 @@ def handle_webhook(
     """Verify and read a provider's delivery (its own format), then apply it to the job it names."""
     provider = registry.get_provider(provider_name)
     update = provider.parse_webhook(headers, body)
+    metrics.webhook_received(provider_name, headers)
     job_id = _find_job(provider_name, update.request_id, job_hint)
     if job_id is None:
         log.warning(
