@@ -9,7 +9,7 @@ export XDG_RUNTIME_DIR ?= /tmp/i2v-runtime-$(shell id -u)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[local,mcp,dev]"
+	$(PY) -m pip install -q -e ".[local,mcp,dev,tracing]"
 	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
 	touch $@
 

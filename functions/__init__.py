@@ -34,6 +34,7 @@ HTTP_FUNCTIONS: tuple[str, ...] = (
     "stripe_webhook",
     "redeem_app_store_transaction",
     "app_store_notification",
+    "operator_overview",
     "health",
 )
 

@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from shared import logs
+from shared.web import invocation_end
 
 log = logging.getLogger("i2v.mirror")
 
@@ -22,5 +23,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         log.error("mirror event without a job id", extra={"event_keys": sorted(event)[:10]})
         return {"mirrored": False, "error": "no job_id"}
     with logs.scope(job_id=str(job_id), aws_request_id=getattr(context, "aws_request_id", None)):
-        done = mirror.mirror_job(job_id)
+        try:
+            done = mirror.mirror_job(job_id)
+        finally:
+            invocation_end(context)
     return {"job_id": str(job_id), "mirrored": done}

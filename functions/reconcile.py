@@ -6,18 +6,24 @@ import logging
 from typing import Any
 
 from shared import logs
+from shared.web import invocation_end
 
 log = logging.getLogger("i2v.reconcile")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run one reconciliation pass (EventBridge schedule), purge expired Idempotency-Keys and Stripe event ids
-    too old to be delivered again; returns the counts."""
+    too old to be delivered again, check the ledger when due; returns the counts."""
+    from shared import operations
     from shared.jobs import reconcile
 
     logs.configure()
     with logs.scope(aws_request_id=getattr(context, "aws_request_id", None)):
-        counts = reconcile.housekeeping()
+        try:
+            counts = reconcile.housekeeping()
+            operations.check_ledger()
+        finally:
+            invocation_end(context)
         purged = counts.pop("purged_idempotency_keys")
         events = counts.pop("purged_stripe_events")
         log.info(

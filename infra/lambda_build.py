@@ -3,7 +3,8 @@
     python -m infra.lambda_build [--out build/lambda] [--force]
 
 ``deps``    = the project's dependencies from pyproject.toml minus the command-line-only ones (typer, rich)
-              and the two below, for every function;
+              and the two below, plus the ``tracing`` extra (OpenTelemetry, imported only when
+              OTEL_EXPORTER_OTLP_ENDPOINT is set), for every function;
 ``billing`` = stripe and app-store-server-library (and what they need beyond ``deps``: requests, pyOpenSSL,
               asn1, cattrs), attached only to the Stripe and App Store purchase functions;
 ``media``   = PyAV (thumbnails of mirrored videos), attached only to mirror-video and reconcile.
@@ -47,6 +48,7 @@ def requirement_sets(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, lis
     """The pinned requirements of each layer, read from pyproject.toml."""
     project = tomllib.loads(pyproject.read_text())["project"]
     base = [r for r in project["dependencies"] if _name(r) not in CLI_ONLY]
+    base += project["optional-dependencies"]["tracing"]
     local = project["optional-dependencies"]["local"]
     return {
         "deps": [r for r in base if _name(r) not in BILLING],

@@ -23,7 +23,7 @@ from functions import endpoints
 from infra.console_site import console_files, console_router
 from infra.upload_route import UploadRoute
 from shared import db as dbmod
-from shared import errors, logs
+from shared import errors, logs, operations
 from shared.billing import checkout as billing
 from shared.jobs import reconcile, updates
 from shared.media import scratch, storage
@@ -62,8 +62,8 @@ def _local_storage() -> storage.LocalStorage:
 
 
 def site_app() -> FastAPI:
-    """What the local server serves besides the functions: media, uploads, /openapi.json, /docs and, at ``/``,
-    the web console (its static files, config.json and the dev sign-in)."""
+    """What the local server serves besides the functions: media, uploads, /openapi.json, /docs, /metrics
+    (Prometheus) and, at ``/``, the web console (its static files, config.json and the dev sign-in)."""
     app = FastAPI(title="i2v", openapi_url=None, docs_url=None, redoc_url=None)
 
     def render(request: Request, exc: Exception) -> Response:
@@ -93,6 +93,14 @@ def site_app() -> FastAPI:
         from infra.openapi import document
 
         return JSONResponse(document())
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """This process's metrics in the Prometheus text format (infra/prometheus.py)."""
+        from infra.prometheus import exposition
+
+        body, content_type = exposition()
+        return Response(body, media_type=content_type, headers={"cache-control": "no-store"})
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -187,7 +195,7 @@ class LocalStack:
 
     def _housekeeping(self) -> None:
         """Reconcile hosted jobs every RECONCILE_INTERVAL_S; purge expired idempotency keys and old Stripe event
-        ids every 10 minutes."""
+        ids every 10 minutes; check the ledger every LEDGER_CHECK_INTERVAL_S."""
         last_purge = 0.0
         while not self._stop.wait(self.settings.reconcile_interval_s):
             try:
@@ -195,6 +203,7 @@ class LocalStack:
                 reconcile.housekeeping(purge=purge)
                 if purge:
                     last_purge = time.monotonic()
+                operations.check_ledger()
             except errors.I2VError as exc:
                 log.warning("housekeeping failed: %s", exc.message)
 

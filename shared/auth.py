@@ -35,6 +35,8 @@ class User:
     id: uuid.UUID
     email: str | None = None
     is_anonymous: bool = False
+    #: Roles the project granted (the token's ``app_metadata.roles``, which only the service role can set).
+    roles: frozenset[str] = frozenset()
 
 
 def verify_token(token: str, settings: Settings | None = None) -> User:
@@ -170,7 +172,25 @@ def _user_from_claims(claims: dict[str, Any]) -> User:
         raise errors.Unauthorized(
             "The token's subject (sub) is not a user id (a UUID).", reason="subject"
         ) from exc
-    return User(id=user_id, email=claims.get("email") or None, is_anonymous=bool(claims.get("is_anonymous")))
+    return User(
+        id=user_id,
+        email=claims.get("email") or None,
+        is_anonymous=bool(claims.get("is_anonymous")),
+        roles=_roles(claims.get("app_metadata")),
+    )
+
+
+def _roles(app_metadata: Any) -> frozenset[str]:
+    """The roles in ``app_metadata.roles`` (a list of strings; anything else grants none)."""
+    roles = app_metadata.get("roles") if isinstance(app_metadata, dict) else None
+    return frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
+
+
+def is_operator(user: User, settings: Settings | None = None) -> bool:
+    """Whether ``user`` may read the operator overview: named in OPERATOR_USER_IDS, or holding the ``operator``
+    role in the token's ``app_metadata``."""
+    settings = settings or get_settings()
+    return user.id in settings.operators() or "operator" in user.roles
 
 
 @lru_cache(maxsize=4)
@@ -191,9 +211,15 @@ def bearer_token(authorization: str | None) -> str:
 
 
 def mint_dev_token(
-    user_id: uuid.UUID, *, expires_in: int = 3600, settings: Settings | None = None, email: str | None = None
+    user_id: uuid.UUID,
+    *,
+    expires_in: int = 3600,
+    settings: Settings | None = None,
+    email: str | None = None,
+    roles: tuple[str, ...] = (),
 ) -> str:
-    """An HS256 token shaped like a Supabase access token, signed with the server's secret."""
+    """An HS256 token shaped like a Supabase access token, signed with the server's secret; ``roles`` go in its
+    ``app_metadata`` (``("operator",)`` for an operator)."""
     import jwt
 
     settings = settings or get_settings()
@@ -209,6 +235,11 @@ def mint_dev_token(
         "aal": "aal1",
         "is_anonymous": False,
         "session_id": str(uuid.uuid4()),
+        "app_metadata": {
+            "provider": "email",
+            "providers": ["email"],
+            **({"roles": list(roles)} if roles else {}),
+        },
     }
     return jwt.encode(claims, settings.jwt_secret(), algorithm="HS256")
 

@@ -393,12 +393,14 @@ def test_reconciler_is_a_plain_handler(stack: str) -> None:
 _HEAVY = (
     "fastapi", "starlette", "pydantic", "psycopg", "jwt",
     "stripe", "boto3", "fal_client", "av", "cv2", "numpy", "uvicorn", "pgserver", "appstoreserverlibrary",
+    "opentelemetry", "prometheus_client",
 )  # fmt: skip
 
 
 def test_handlers_import_no_heavy_library_they_do_not_use() -> None:
     """Importing and initialising a handler (Mangum included) loads no web framework, pydantic, psycopg, PyJWT,
-    stripe, app-store-server-library, boto3, fal-client, PyAV, OpenCV or numpy."""
+    stripe, app-store-server-library, boto3, fal-client, PyAV, OpenCV, numpy, OpenTelemetry or
+    prometheus-client."""
     modules = sorted(p.stem for p in (ROOT / "functions").glob("*.py") if p.stem != "__init__")
     script = (
         "import importlib, json, sys\n"

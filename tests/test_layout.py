@@ -15,6 +15,8 @@ LAYERS: dict[str, int] = {
     "shared.settings": 0,
     "shared.errors": 0,
     "shared.logs": 0,
+    "shared.metrics": 0,
+    "shared.tracing": 0,
     "shared.timing": 0,
     "shared.db": 0,
     "shared.migrations": 3,  # applies sql/ and syncs the catalog: an operator's service
@@ -28,6 +30,7 @@ LAYERS: dict[str, int] = {
     "shared.providers": 2,
     "shared.billing": 3,
     "shared.jobs": 3,
+    "shared.operations": 3,  # the operator overview: reads jobs, the ledger and this process's metrics
     "functions": 4,
 }
 

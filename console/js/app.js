@@ -5,12 +5,14 @@ import { announce, h } from "./ui.js";
 
 // Every page: its route, the name in the navigation, and its module (loaded on first visit). A page module
 // exports render(main, context) and may return a function that stops it (timers) when the page is left.
-// Pages with `signedIn` need a signed-in user. A page for operators goes here too, with a check of its own.
+// Pages with `signedIn` need a signed-in user; pages with `operator` are listed only for operators (the API
+// decides who is one: the page's own request answers 403 to anyone else).
 export const PAGES = [
   { route: "generate", title: "Generate", module: "./pages/generate.js", signedIn: true },
   { route: "jobs", title: "Jobs", module: "./pages/jobs.js", signedIn: true },
   { route: "gallery", title: "Gallery", module: "./pages/gallery.js", signedIn: true },
   { route: "credits", title: "Credits", module: "./pages/credits.js", signedIn: true },
+  { route: "operator", title: "Operations", module: "./pages/operator.js", signedIn: true, operator: true },
   { route: "sign-in", title: "Sign in", module: "./pages/signin.js", signedIn: false, hidden: true },
 ];
 
@@ -37,11 +39,28 @@ export function go(route, params) {
   else window.location.hash = target;
 }
 
+/** Whether the signed-in user is an operator: asked of the API once per user and session (403: no). */
+async function isOperator(user) {
+  if (!user) return false;
+  const key = `i2v.operator.${user.id}`;
+  const known = sessionStorage.getItem(key);
+  if (known !== null) return known === "1";
+  try {
+    await api.get("operator-overview", { hours: 1, stuck: 1 });
+    sessionStorage.setItem(key, "1");
+    return true;
+  } catch (error) {
+    if (error.status === 403) sessionStorage.setItem(key, "0");
+    return false;
+  }
+}
+
 async function renderNav(user) {
   const nav = document.getElementById("nav");
   const { route } = currentRoute();
+  const operator = PAGES.some((p) => p.operator) && (await isOperator(user));
   nav.replaceChildren(
-    ...PAGES.filter((p) => !p.hidden && (user || !p.signedIn)).map((p) =>
+    ...PAGES.filter((p) => !p.hidden && (user || !p.signedIn) && (operator || !p.operator)).map((p) =>
       h("li", {}, h("a", { href: `#/${p.route}`, "aria-current": p.route === route ? "page" : false }, p.title)),
     ),
   );
