@@ -121,7 +121,7 @@ begin
     'get_app_store_transaction', 'get_credits', 'get_image', 'get_job', 'get_last_frame', 'get_provider_upload',
     'get_purchase', 'get_upload', 'grant_credits', 'job_counts', 'job_for_provider', 'job_record',
     'ledger_mismatches', 'list_videos', 'mark_processing', 'mark_submit_unknown', 'mark_submitted',
-    'purchase_mismatches', 'purge_idempotency_keys', 'purge_stripe_events', 'put_provider_upload',
+    'operator_overview', 'purchase_mismatches', 'purge_idempotency_keys', 'purge_stripe_events', 'put_provider_upload',
     'reconcile_candidates', 'record_checkout', 'record_provider_result', 'record_provider_status',
     'redeem_app_store_transaction', 'release_checkout', 'release_engine_job', 'release_mirror', 'set_job_progress',
     'start_generation', 'touch_updated_at', 'unfinished_jobs', 'uploads_immutable', 'upsert_model', 'verify_upload',

@@ -287,3 +287,36 @@ def test_phone_width_labels_and_keyboard(stack: str, tmp_path: Path) -> None:
                 break
         phone.switch_to.active_element.send_keys(Keys.ENTER)
         until(phone, lambda d: _text(d, "h1") == "Jobs", "the jobs page, opened from the keyboard")
+
+
+def test_operator_page_for_operators_only(browser: Any, stack: str, db: Database, tmp_path: Path) -> None:
+    """An operator finds Operations in the navigation: ledger checks at 0, jobs by model and provider, the
+    unfinished jobs oldest first, and it fits a phone's width; a user who is no operator neither sees the link nor
+    reads the page (told so in words)."""
+    operator, customer = uuid.uuid4(), uuid.uuid4()
+    credits.grant(customer, 3, "console test")
+    waiting = debit_job(db, customer, 3, prompt="a job that waits")
+    _sign_in(browser, stack, customer)
+    nav = _text(browser, "#nav")
+    assert "Credits" in nav and "Operations" not in nav
+    browser.get(stack + "/#/operator")
+    message = until(browser, lambda d: _text(d, "[role=alert]"), "the refusal")
+    assert "for operators" in message
+
+    with configured(OPERATOR_USER_IDS=str(operator)):
+        _sign_in(browser, stack, operator)
+        until(browser, lambda d: "Operations" in _text(d, "#nav"), "the Operations link")
+        browser.get(stack + "/#/operator")
+        check = until(browser, lambda d: _text(d, "#ledger-check"), "the ledger check")
+        assert "0 mismatches" in check
+        assert "local-motion" in _text(browser, "#job-figures")
+        assert str(waiting) in _text(browser, "#stuck")
+        _shot(browser, "operator")
+        with chromium(tmp_path, width=390, height=844, phone=True) as phone:
+            _sign_in(phone, stack, operator)
+            phone.get(stack + "/#/operator")
+            until(phone, lambda d: _text(d, "#ledger-check"), "the ledger check on a phone")
+            wide = phone.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert wide <= 0, f"the operator page scrolls sideways by {wide}px"

@@ -19,7 +19,7 @@ function table(id, caption, columns, rows, empty) {
   if (!rows.length) return h("p", { class: "muted", id }, empty);
   return h("table", { id },
     h("caption", { class: "sr-only" }, caption),
-    h("thead", {}, h("tr", {}, columns.map(([title]) => h("th", { scope: "col" }, title)))),
+    h("thead", {}, h("tr", {}, columns.map(([title, , cls]) => h("th", { scope: "col", class: cls === "num" ? "num" : null }, title)))),
     h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([title, value, cls]) =>
       h("td", { "data-label": title, class: cls || null }, value(row)))))));
 }
