@@ -100,6 +100,9 @@ def reconcile() -> None:
 def dev_token(
     user: Annotated[str, typer.Option(help="User id (UUID) for the token's sub.")],
     expires_in: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 3600,
+    operator: Annotated[
+        bool, typer.Option(help="Grant the operator role (app_metadata.roles): the operator overview.")
+    ] = False,
 ) -> None:
     """Print an HS256 access token the running stack accepts (signed with SUPABASE_JWT_SECRET or the dev secret).
 
@@ -114,7 +117,8 @@ def dev_token(
         console.print(f"[red]--user must be a UUID, got {user!r}[/red]")
         raise typer.Exit(2) from None
     settings = get_settings()
-    token = mint_dev_token(user_id, expires_in=expires_in, settings=settings)
+    roles = ("operator",) if operator else ()
+    token = mint_dev_token(user_id, expires_in=expires_in, settings=settings, roles=roles)
     if settings.supabase_jwt_secret:
         console.print("signed with SUPABASE_JWT_SECRET", highlight=False)
     else:

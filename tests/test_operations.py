@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 
 import httpx
+from typer.testing import CliRunner
 
+from client.cli import app
 from functions import operator_overview
 from shared import metrics, operations
 from shared.auth import mint_dev_token
@@ -51,6 +53,22 @@ def test_the_operator_role_in_app_metadata_is_an_operator(stack: str) -> None:
         f"{stack}/functions/v1/operator-overview", headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
     assert answer.status_code == 200 and answer.json()["ledger_mismatches"] == 0
+
+
+def test_dev_token_mints_an_operator_on_request(stack: str) -> None:
+    """`i2v dev-token --operator` prints a token that reads the overview; without the flag it is refused."""
+    answers = []
+    for flags in (["--operator"], []):
+        result = CliRunner().invoke(app, ["dev-token", "--user", str(uuid.uuid4()), *flags])
+        assert result.exit_code == 0, result.output
+        token = result.stdout.strip().splitlines()[-1]
+        answer = httpx.get(
+            f"{stack}/functions/v1/operator-overview",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        answers.append(answer.status_code)
+    assert answers == [200, 403]
 
 
 def test_the_lambda_handler_answers_operators_only(caller: Caller) -> None:
