@@ -26,9 +26,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 Kind = Literal["counter", "histogram", "gauge"]
 #: CloudWatch units of the metrics below.
@@ -41,16 +42,35 @@ _SECONDS_LONG = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 180
 EMF_MAX_VALUES = 100
 
 
-@dataclass(frozen=True)
 class Metric:
-    """One metric: its name (Prometheus adds ``i2v_`` and, for counters, ``_total``), its labels and unit."""
+    """One metric: its name (Prometheus adds ``i2v_`` and, for counters, ``_total``), its labels and unit.
 
-    name: str
-    kind: Kind
-    help: str
-    labels: tuple[str, ...] = ()
-    unit: Unit = "Count"
-    buckets: tuple[float, ...] = ()
+    (Plain classes here rather than dataclasses: every Lambda handler imports this module, and generating
+    dataclasses at import costs a few milliseconds of cold start.)
+    """
+
+    __slots__ = ("buckets", "help", "kind", "labels", "name", "unit")
+
+    def __init__(
+        self,
+        name: str,
+        kind: Kind,
+        help: str,
+        labels: tuple[str, ...] = (),
+        unit: Unit = "Count",
+        buckets: tuple[float, ...] = (),
+    ) -> None:
+        self.name, self.kind, self.help, self.labels, self.unit, self.buckets = (
+            name,
+            kind,
+            help,
+            labels,
+            unit,
+            buckets,
+        )
+
+    def __repr__(self) -> str:
+        return f"Metric({self.name!r})"
 
     def inc(self, value: float = 1.0, **labels: object) -> None:
         """Add ``value`` to a counter."""
@@ -155,14 +175,16 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
-@dataclass
 class Series:
-    """The totals of one metric for one set of label values."""
+    """The totals of one metric for one set of label values: ``value`` is a counter's total, a gauge's value or a
+    histogram's sum; ``count`` the observations; ``buckets`` the observations <= each bound (not cumulative)."""
 
-    labels: tuple[str, ...]
-    value: float = 0.0  # counter total, gauge value, histogram sum
-    count: int = 0  # histogram: observations
-    buckets: list[int] = field(default_factory=list)  # histogram: observations <= each bound (not cumulative)
+    __slots__ = ("buckets", "count", "labels", "value")
+
+    def __init__(
+        self, labels: tuple[str, ...], value: float = 0.0, count: int = 0, buckets: list[int] | None = None
+    ) -> None:
+        self.labels, self.value, self.count, self.buckets = labels, value, count, buckets or []
 
 
 _lock = threading.Lock()
@@ -310,8 +332,7 @@ def flush_emf(stream: IO[str] | None = None, properties: Mapping[str, str] | Non
 # --- jobs ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class JobFacts:
+class JobFacts(NamedTuple):
     """What never changes about a job and labels its metrics."""
 
     model: str
@@ -335,6 +356,12 @@ def remember_job(
             _jobs.popitem(last=False)
 
 
+def _now() -> datetime:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
 def _facts(job_id: object) -> JobFacts:
     with _lock:
         return _jobs.get(str(job_id)) or JobFacts(UNKNOWN, UNKNOWN, None, 0)
@@ -346,7 +373,7 @@ def job_transition(procedure: str, params: Mapping[str, Any], result: Any) -> No
         if isinstance(result, dict) and result.get("outcome") == "created":
             body = result.get("body") or {}
             model, provider = str(params.get("model_slug")), str(params.get("provider"))
-            remember_job(body.get("job_id"), model, provider, datetime.now(UTC), int(params.get("cost") or 0))
+            remember_job(body.get("job_id"), model, provider, _now(), int(params.get("cost") or 0))
             JOBS_STARTED.inc(model=model, provider=provider)
         return
     if result is not True or procedure not in ("complete_job", "fail_job", "cancel_job"):
@@ -355,7 +382,7 @@ def job_transition(procedure: str, params: Mapping[str, Any], result: Any) -> No
     if procedure == "complete_job":
         JOBS_COMPLETED.inc(model=facts.model, provider=facts.provider)
         if facts.created_at is not None:
-            elapsed = (datetime.now(UTC) - facts.created_at).total_seconds()
+            elapsed = (_now() - facts.created_at).total_seconds()
             GENERATION_SECONDS.observe(max(0.0, elapsed), model=facts.model, provider=facts.provider)
         return
     if procedure == "fail_job":
