@@ -6,8 +6,7 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from shared import logs
-from shared.web import invocation_end
+from shared import logs, metrics
 
 log = logging.getLogger("i2v.mirror")
 
@@ -26,5 +25,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             done = mirror.mirror_job(job_id)
         finally:
-            invocation_end(context)
+            metrics.invocation_end(context)
     return {"job_id": str(job_id), "mirrored": done}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared import logs
-from shared.web import invocation_end
+from shared import logs, metrics
 
 log = logging.getLogger("i2v.reconcile")
 
@@ -23,7 +22,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             counts = reconcile.housekeeping()
             operations.check_ledger()
         finally:
-            invocation_end(context)
+            metrics.invocation_end(context)
         purged = counts.pop("purged_idempotency_keys")
         events = counts.pop("purged_stripe_events")
         log.info(

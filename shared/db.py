@@ -59,6 +59,7 @@ _JOB_TRANSITIONS = frozenset(
         "claim_mirror",
         "release_mirror",
         "complete_job",
+        "complete_image_job",
         "fail_job",
         "cancel_job",
     }

@@ -102,10 +102,8 @@ GENERATION_SECONDS = Metric(
     "Seconds",
     _SECONDS_LONG,
 )
+#: (How many credits went back is the ledger's to say: the operator overview sums the refund rows.)
 REFUNDS = Metric("refunds", "counter", "Jobs refunded (failed or canceled).", ("model", "provider", "cause"))
-REFUNDED_CREDITS = Metric(
-    "refunded_credits", "counter", "Credits given back by job refunds.", ("model", "provider", "cause")
-)
 PROVIDER_CALL_SECONDS = Metric(
     "provider_call_seconds",
     "histogram",
@@ -163,7 +161,6 @@ METRICS: tuple[Metric, ...] = (
     JOBS_CANCELED,
     GENERATION_SECONDS,
     REFUNDS,
-    REFUNDED_CREDITS,
     PROVIDER_CALL_SECONDS,
     PROVIDER_ERRORS,
     CIRCUIT_BREAKER_OPEN,
@@ -329,6 +326,17 @@ def flush_emf(stream: IO[str] | None = None, properties: Mapping[str, str] | Non
     return len(lines)
 
 
+def invocation_end(context: Any) -> None:
+    """What every Lambda invocation does as it ends (shared.web's handler and the two functions without a route):
+    write the EMF lines of its metrics (stdout, which CloudWatch Logs reads: no call leaves the function) and,
+    when tracing is on, export its spans."""
+    from shared import tracing
+
+    aws_request_id = getattr(context, "aws_request_id", None)
+    flush_emf(properties={"aws_request_id": str(aws_request_id)} if aws_request_id else None)
+    tracing.flush()
+
+
 # --- jobs ---------------------------------------------------------------------------------------------------
 
 
@@ -376,10 +384,15 @@ def job_transition(procedure: str, params: Mapping[str, Any], result: Any) -> No
             remember_job(body.get("job_id"), model, provider, _now(), int(params.get("cost") or 0))
             JOBS_STARTED.inc(model=model, provider=provider)
         return
-    if result is not True or procedure not in ("complete_job", "fail_job", "cancel_job"):
+    if result is not True or procedure not in (
+        "complete_job",
+        "complete_image_job",
+        "fail_job",
+        "cancel_job",
+    ):
         return
     facts = _facts(params.get("job"))
-    if procedure == "complete_job":
+    if procedure in ("complete_job", "complete_image_job"):
         JOBS_COMPLETED.inc(model=facts.model, provider=facts.provider)
         if facts.created_at is not None:
             elapsed = (_now() - facts.created_at).total_seconds()
@@ -393,7 +406,6 @@ def job_transition(procedure: str, params: Mapping[str, Any], result: Any) -> No
         cause = "canceled"
     if facts.credits > 0:
         REFUNDS.inc(model=facts.model, provider=facts.provider, cause=cause)
-        REFUNDED_CREDITS.inc(facts.credits, model=facts.model, provider=facts.provider, cause=cause)
 
 
 # --- webhooks -----------------------------------------------------------------------------------------------

@@ -672,16 +672,8 @@ class LambdaHandler:
         try:
             result: dict[str, Any] = adapter(event, context)
         finally:
-            invocation_end(context)
+            metrics.invocation_end(context)
         return result
-
-
-def invocation_end(context: Any) -> None:
-    """What every Lambda invocation does as it ends: write the EMF lines of its metrics (stdout, which CloudWatch
-    Logs reads: no call leaves the function) and, when tracing is on, export its spans."""
-    aws_request_id = getattr(context, "aws_request_id", None)
-    metrics.flush_emf(properties={"aws_request_id": str(aws_request_id)} if aws_request_id else None)
-    tracing.flush()
 
 
 def _current_loop() -> asyncio.AbstractEventLoop:
