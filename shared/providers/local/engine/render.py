@@ -1,19 +1,19 @@
 """Render one still image and a prompt into an H.264 MP4 and a JPEG thumbnail, with no model involved.
 
-The image is cover-cropped to the output aspect and scaled once to :data:`~shared.providers.local.engine.motion.MAX_ZOOM`
-times the output size. Each frame is then a single bicubic ``cv2.warpAffine`` of that source with a float 2x3
-matrix straight to the output size, so the camera moves with sub-pixel precision and no integer-pixel
-jitter. Frames are converted to BT.601 limited-range YUV 4:2:0 and encoded with libx264 through PyAV.
+Frames are drawn in YUV 4:2:0 by :mod:`~shared.providers.local.engine.frames` (sub-pixel camera, one warp
+per plane) and encoded with libx264 through PyAV. A worker thread draws the next frames while the calling
+thread encodes the current one; OpenCV and x264 both work outside the GIL, so the two overlap.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import os
 import uuid
 import warnings
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,12 +22,32 @@ from typing import cast
 import av
 import cv2
 import numpy as np
-import numpy.typing as npt
 from PIL import Image
 
-from shared.providers.local.engine.motion import MAX_ZOOM, Camera, MotionPlan, plan_motion
+from shared.providers.local.engine.frames import (
+    Frame,
+    YuvSource,
+    camera_matrix,
+    draw_frame,
+    new_i420,
+    planes,
+    prepare_source,
+    to_bgr,
+    to_yuv,
+)
+from shared.providers.local.engine.motion import MotionPlan, plan_motion
 
-Frame = npt.NDArray[np.uint8]
+__all__ = [
+    "ImageDecodeError",
+    "RenderResult",
+    "RenderStopped",
+    "camera_matrix",
+    "decode_image",
+    "output_size",
+    "prepare_source",
+    "render_frame",
+    "render_video",
+]
 
 #: Output short side for each named resolution.
 RESOLUTIONS: dict[str, int] = {"480p": 480, "720p": 720, "1080p": 1080}
@@ -40,11 +60,13 @@ AUTO_ASPECT_RANGE = (9 / 21, 21 / 9)
 MIN_DURATION_S, MAX_DURATION_S = 1, 10
 MIN_FPS, MAX_FPS = 1, 60
 PROGRESS_EVERY = 8  # frames between progress callbacks
+PREFETCH = 2  # frames the drawing thread may run ahead of the encoder
 THUMB_QUALITY = 85
 
-# libx264 settings; colour tags match cv2's BGR→I420 conversion (BT.601 matrix, limited range).
-# mb-tree is off: with it, identical runs at widths that are not a multiple of 64 (854, 1080, ...)
-# occasionally produced different bitstreams; without it the output is bit-identical run to run.
+# libx264 settings; colour tags match frames.to_yuv (BT.601 matrix, limited range).
+# mb-tree is off: with it, identical renders sometimes give different bitstreams (seen at 480x480 and
+# 480x854, even with threads=1, whenever frames reach the encoder at different moments); without it the
+# output is bit-identical run to run. It costs about a fifth more encoding time and a larger file.
 _X264_OPTIONS = {"preset": "veryfast", "crf": "20", "x264-params": "mbtree=0"}
 _AVCOL_SPC_SMPTE170M = 6
 _AVCOL_RANGE_MPEG = 1
@@ -142,57 +164,14 @@ def _check_pixels(width: int, height: int) -> None:
         )
 
 
-def prepare_source(image: Frame, width: int, height: int, zoom: float = MAX_ZOOM) -> Frame:
-    """Centre-crop ``image`` to ``width``/``height``'s aspect and scale it to ``zoom`` times that size."""
-    ih, iw = image.shape[:2]
-    aspect = width / height
-    if iw / ih > aspect:
-        cw = max(1, min(iw, round(ih * aspect)))
-        x0 = (iw - cw) // 2
-        image = image[:, x0 : x0 + cw]
-    else:
-        ch = max(1, min(ih, round(iw / aspect)))
-        y0 = (ih - ch) // 2
-        image = image[y0 : y0 + ch]
-    sw, sh = round(width * zoom), round(height * zoom)
-    shrinking = image.shape[1] > sw
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
-    return cast(Frame, cv2.resize(image, (sw, sh), interpolation=interpolation))
-
-
-def camera_matrix(
-    camera: Camera, source_size: tuple[int, int], out_size: tuple[int, int]
-) -> npt.NDArray[np.float64]:
-    """The 2x3 matrix mapping output pixel (x, y) to the source point the camera sees there.
-
-    Use it with ``cv2.WARP_INVERSE_MAP``. Pixel centres sit at integer coordinates (OpenCV's convention).
-    """
-    sw, sh = source_size
-    w, h = out_size
-    aspect = w / h
-    rad = math.radians(camera.angle)
-    cos, sin = math.cos(rad), math.sin(rad)
-    to_unit = np.array([[1 / w, 0, 0.5 / w - 0.5], [0, 1 / h, 0.5 / h - 0.5], [0, 0, 1]])  # centred [-.5, .5]
-    scale = np.diag([aspect / camera.zoom, 1 / camera.zoom, 1.0])  # view in source-height units
-    rotate = np.array([[cos, sin, 0], [-sin, cos, 0], [0, 0, 1]])
-    to_source = np.array([[1 / aspect, 0, 0.5 + camera.cx], [0, 1, 0.5 + camera.cy], [0, 0, 1]])
-    to_pixels = np.array([[sw, 0, -0.5], [0, sh, -0.5], [0, 0, 1]])
-    matrix: npt.NDArray[np.float64] = (to_pixels @ to_source @ rotate @ scale @ to_unit)[:2]
-    return matrix
-
-
 def render_frame(
     source: Frame, plan: MotionPlan, index: int, frames: int, fps: int, out_size: tuple[int, int]
 ) -> Frame:
-    """Frame ``index`` of ``frames`` as a BGR array of ``out_size`` (width, height)."""
-    t = index / (frames - 1) if frames > 1 else 0.0
-    matrix = camera_matrix(plan.camera_at(t), (source.shape[1], source.shape[0]), out_size)
-    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
-    frame = cast(Frame, cv2.warpAffine(source, matrix, out_size, flags=flags, borderMode=cv2.BORDER_REFLECT))
-    gain = plan.brightness_at(index / fps, frames / fps)
-    if gain < 1.0:
-        frame = cast(Frame, cv2.convertScaleAbs(frame, alpha=gain))
-    return frame
+    """Frame ``index`` of ``frames`` as a BGR array of ``out_size`` (width, height), from a BGR source.
+
+    A convenience for inspection; :func:`render_video` keeps frames in YUV from source to encoder.
+    """
+    return to_bgr(draw_frame(to_yuv(source), plan, index, frames, fps, out_size))
 
 
 def _temp_path(final: Path) -> Path:
@@ -236,7 +215,7 @@ def render_video(
     decoded = decode_image(image)
     width, height = output_size(decoded.shape[1], decoded.shape[0], resolution, aspect_ratio)
     plan = plan_motion(prompt, seed)
-    source = prepare_source(decoded, width, height)
+    source = to_yuv(prepare_source(decoded, width, height))
     del decoded
     total = duration * fps
     out_path, thumb_path = Path(out_path), Path(thumb_path)
@@ -259,8 +238,38 @@ def render_video(
     return RenderResult(width, height, fps, total, total / fps, plan.name)
 
 
+def _open_stream(container: av.container.OutputContainer, fps: int, size: tuple[int, int]) -> av.VideoStream:
+    """Add the H.264 stream: yuv420p, BT.601 limited range, frame-threaded libx264."""
+    stream = container.add_stream("libx264", rate=fps, options=dict(_X264_OPTIONS))
+    stream.width, stream.height = size
+    stream.pix_fmt = "yuv420p"
+    stream.time_base = Fraction(1, fps)
+    codec = stream.codec_context
+    codec.time_base = Fraction(1, fps)
+    codec.thread_type = "FRAME"
+    codec.colorspace = _AVCOL_SPC_SMPTE170M
+    codec.color_range = _AVCOL_RANGE_MPEG
+    return stream
+
+
+def _video_frame(i420: Frame, size: tuple[int, int], index: int, fps: int) -> av.VideoFrame:
+    """Copy an I420 array into a new PyAV frame, filling each row's padding with its last pixel.
+
+    x264 copies rows in aligned blocks and so reads a little of that padding; filling it keeps
+    uninitialised memory out of the encoder.
+    """
+    frame = av.VideoFrame(size[0], size[1], "yuv420p")
+    for plane, data in zip(frame.planes, planes(i420, size), strict=True):
+        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+        rows[:, : plane.width] = data
+        rows[:, plane.width :] = data[:, -1:]
+    frame.pts = index
+    frame.time_base = Fraction(1, fps)
+    return frame
+
+
 def _encode(
-    source: Frame,
+    source: YuvSource,
     plan: MotionPlan,
     total: int,
     fps: int,
@@ -269,32 +278,39 @@ def _encode(
     progress: Callable[[float], None] | None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Frame:
-    """Render and encode ``total`` frames to ``path``; returns the middle frame (BGR) for the thumbnail."""
+    """Draw and encode ``total`` frames to ``path``; returns the middle frame (BGR) for the thumbnail.
+
+    One worker thread draws up to :data:`PREFETCH` frames ahead (into its own buffer, copied into a fresh
+    PyAV frame) while this thread encodes; ``should_stop`` is still asked before every frame.
+    """
     middle = total // 2
     thumb: Frame | None = None
-    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps, options=dict(_X264_OPTIONS))
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        codec = stream.codec_context
-        codec.time_base = Fraction(1, fps)
-        codec.thread_type = "FRAME"
-        codec.colorspace = _AVCOL_SPC_SMPTE170M
-        codec.color_range = _AVCOL_RANGE_MPEG
-        for index in range(total):
-            if should_stop is not None and should_stop():
-                raise RenderStopped(index, total)
-            bgr = render_frame(source, plan, index, total, fps, size)
-            if index == middle:
-                thumb = bgr
-            yuv = cast(Frame, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
-            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-            frame.pts = index
-            frame.time_base = Fraction(1, fps)
-            container.mux(stream.encode(frame))
-            if progress is not None and index % PROGRESS_EVERY == 0:
-                progress(index / total)
-        container.mux(stream.encode(None))
+    buffer = new_i420(size)
+
+    def draw(index: int) -> tuple[av.VideoFrame, Frame | None]:
+        i420 = draw_frame(source, plan, index, total, fps, size, out=buffer)
+        return _video_frame(i420, size, index, fps), (to_bgr(i420) if index == middle else None)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-draw")
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # the drawing thread is the parallelism; OpenCV's own pool only adds stalls
+    try:
+        pending = deque(pool.submit(draw, index) for index in range(min(PREFETCH, total)))
+        with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+            stream = _open_stream(container, fps, size)
+            for index in range(total):
+                if should_stop is not None and should_stop():
+                    raise RenderStopped(index, total)
+                frame, bgr = pending.popleft().result()
+                if index + PREFETCH < total:
+                    pending.append(pool.submit(draw, index + PREFETCH))
+                thumb = bgr if bgr is not None else thumb
+                container.mux(stream.encode(frame))
+                if progress is not None and index % PROGRESS_EVERY == 0:
+                    progress(index / total)
+            container.mux(stream.encode(None))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        cv2.setNumThreads(cv_threads)
     assert thumb is not None
     return thumb
