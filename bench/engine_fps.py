@@ -1,15 +1,20 @@
 """Benchmark the local engine against ffmpeg's zoompan filter: speed and smoothness of a zoom-in.
 
-    python bench/engine_fps.py [--out bench/results/engine.json] [--runs 3]
+    python bench/engine_fps.py [--out bench/results/engine.json] [--runs 5]
 
 Both render ``examples/landscape.jpg`` as a 1280x720, 5 s, 24 fps zoom-in (1.0 → 1.2, the same smoothstep
 curve) with libx264 veryfast, CRF 20, yuv420p. Speed is frames / wall time, the median of ``--runs`` runs,
-each end to end (image decode to finished MP4). Jitter: both outputs are decoded, the similarity transform
+each end to end (image decode to finished MP4); the renderers take turns, so both see the same background
+load. CPU seconds (user + system, all threads) are reported beside wall time. zoompan runs twice: with
+x264's defaults, and with ``mbtree=0`` as the engine sets it (the same encoder settings, so the same
+bitstream rules; mb-tree is off in the engine to keep reruns bit-identical). Jitter: both outputs are decoded, the similarity transform
 between every pair of consecutive frames is estimated (corner tracking + RANSAC), and each frame's motion
 is expressed as the displacement of the four frame corners in pixels. A smooth camera changes that motion
 only gradually, so the jitter reported is the standard deviation of the frame-to-frame change of the
 per-frame motion (px); integer-pixel cropping shows up as a much larger value. The same measure on the
 engine's frames before encoding is reported too: it separates the renderer from codec noise.
+
+The ``local-card`` image model is timed as well: a 1024x576 PNG and JPEG of a one-sentence prompt.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import itertools
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -32,13 +38,16 @@ import imageio_ffmpeg
 import numpy as np
 
 from shared.providers.local.engine import plan_motion, render_video
-from shared.providers.local.engine.render import decode_image, output_size, prepare_source, render_frame
+from shared.providers.local.engine.card import render_card
+from shared.providers.local.engine.frames import draw_frame, to_yuv
+from shared.providers.local.engine.render import decode_image, output_size, prepare_source
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "examples" / "landscape.jpg"
 WIDTH, HEIGHT, DURATION, FPS = 1280, 720, 5, 24
 FRAMES = DURATION * FPS
 PROMPT = "slow zoom in"
+CARD_PROMPT = "A lighthouse on a cliff at dusk, waves crashing below, slow zoom in"
 
 
 def _cpu_model() -> str:
@@ -83,8 +92,8 @@ def run_ours(out: Path) -> float:
     return time.perf_counter() - start
 
 
-def run_zoompan(ffmpeg: str, out: Path) -> float:
-    """Render the same zoom with ffmpeg's crop + zoompan; returns wall seconds."""
+def run_zoompan(ffmpeg: str, out: Path, x264_params: str | None = None) -> float:
+    """Render the same zoom with ffmpeg's crop + zoompan (optionally with ``-x264-params``); wall seconds."""
     p = f"(on/{FRAMES - 1})"
     zoom = f"pow(1.2\\,3*{p}*{p}-2*{p}*{p}*{p})"  # the engine's smoothstep, geometric zoom 1.0 → 1.2
     graph = (
@@ -112,6 +121,7 @@ def run_zoompan(ffmpeg: str, out: Path) -> float:
         "yuv420p",
         "-movflags",
         "+faststart",
+        *(["-x264-params", x264_params] if x264_params else []),
         str(out),
     ]
     start = time.perf_counter()
@@ -139,12 +149,37 @@ def corner_motion(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _unencoded_frames() -> list[np.ndarray]:
-    """The engine's frames for the same clip before encoding, in grayscale (the renderer on its own)."""
+    """The engine's frames for the same clip before encoding: their luma planes (the renderer on its own)."""
     image = decode_image(IMAGE.read_bytes())
     size = output_size(image.shape[1], image.shape[0], "720p", "16:9")
-    source, plan = prepare_source(image, *size), plan_motion(PROMPT)
-    frames = (render_frame(source, plan, i, FRAMES, FPS, size) for i in range(FRAMES))
-    return [cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) for frame in frames]
+    source, plan = to_yuv(prepare_source(image, *size)), plan_motion(PROMPT)
+    return [draw_frame(source, plan, i, FRAMES, FPS, size)[: size[1]].copy() for i in range(FRAMES)]
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _timed(run: Any) -> tuple[float, float]:
+    """``run()``'s wall seconds (as it reports them) and the CPU seconds spent meanwhile."""
+    before = _cpu_seconds()
+    wall = float(run())
+    return wall, _cpu_seconds() - before
+
+
+def time_cards(tmp: Path, runs: int) -> dict[str, float]:
+    """Median milliseconds to render the benchmark card as PNG and as JPEG (1024x576, 16:9)."""
+    result: dict[str, float] = {}
+    for fmt in ("png", "jpeg"):
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            render_card(CARD_PROMPT, aspect_ratio="16:9", output_format=fmt, out_path=tmp / f"card.{fmt}")
+            times.append(time.perf_counter() - start)
+        result[f"{fmt}_ms"] = round(1000 * statistics.median(times), 1)
+    return result
 
 
 def jitter(frames: list[np.ndarray]) -> dict[str, float]:
@@ -158,29 +193,51 @@ def jitter(frames: list[np.ndarray]) -> dict[str, float]:
     }
 
 
+def _median_run(samples: list[tuple[float, float]]) -> dict[str, Any]:
+    """fps and the median wall and CPU seconds of some runs."""
+    wall = statistics.median(w for w, _ in samples)
+    return {
+        "fps": round(FRAMES / wall, 1),
+        "seconds": round(wall, 3),
+        "cpu_seconds": round(statistics.median(c for _, c in samples), 3),
+        "runs_fps": [round(FRAMES / w, 1) for w, _ in samples],
+    }
+
+
 def main() -> None:
-    """Run both renderers, measure them and write the JSON report."""
+    """Run both renderers in turn, measure them, time the card and write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "engine.json")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    load_before = os.getloadavg()
+    samples: dict[str, list[tuple[float, float]]] = {"ours": [], "zoompan": [], "zoompan_mbtree0": []}
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = Path(tmp) / "ours.mp4", Path(tmp) / "zoompan.mp4"
-        ours_s = statistics.median(run_ours(ours) for _ in range(args.runs))
-        theirs_s = statistics.median(run_zoompan(ffmpeg, theirs) for _ in range(args.runs))
+        same = Path(tmp) / "zoompan_mbtree0.mp4"
+        for _ in range(args.runs):
+            samples["ours"].append(_timed(lambda: run_ours(ours)))
+            samples["zoompan"].append(_timed(lambda: run_zoompan(ffmpeg, theirs)))
+            samples["zoompan_mbtree0"].append(_timed(lambda: run_zoompan(ffmpeg, same, "mbtree=0")))
         ours_j, theirs_j = jitter(_gray_frames(ours)), jitter(_gray_frames(theirs))
+        cards = time_cards(Path(tmp), args.runs)
     raw_j = jitter(_unencoded_frames())
+    runs = {name: _median_run(values) for name, values in samples.items()}
     report = {
-        "machine": machine_info(ffmpeg),
-        "ours_fps": round(FRAMES / ours_s, 1),
-        "ffmpeg_zoompan_fps": round(FRAMES / theirs_s, 1),
+        "machine": {**machine_info(ffmpeg), "load_average_1m": [load_before[0], os.getloadavg()[0]]},
+        "ours_fps": runs["ours"]["fps"],
+        "ffmpeg_zoompan_fps": runs["zoompan"]["fps"],
+        "ratio_to_zoompan": round(runs["ours"]["fps"] / runs["zoompan"]["fps"], 2),
+        "ratio_to_zoompan_same_x264": round(runs["ours"]["fps"] / runs["zoompan_mbtree0"]["fps"], 2),
         "ours_jitter": ours_j["jitter_px"],
         "ffmpeg_jitter": theirs_j["jitter_px"],
+        "card_ms": cards,
         "details": {
-            "ours": {"seconds": round(ours_s, 3), **ours_j},
+            "ours": {**runs["ours"], **ours_j},
             "ours_before_encoding": raw_j,
-            "ffmpeg_zoompan": {"seconds": round(theirs_s, 3), **theirs_j},
+            "ffmpeg_zoompan": {**runs["zoompan"], **theirs_j},
+            "ffmpeg_zoompan_mbtree0": runs["zoompan_mbtree0"],
         },
         "settings": {
             "image": str(IMAGE.relative_to(ROOT)),
@@ -191,15 +248,21 @@ def main() -> None:
             "frames": FRAMES,
             "zoom": "1.0 -> 1.2, smoothstep",
             "encoder": "libx264 preset=veryfast crf=20 pix_fmt=yuv420p movflags=+faststart",
-            "encoder_notes": "the engine also sets x264-params mbtree=0 (bit-identical reruns)",
+            "encoder_notes": "the engine sets x264-params mbtree=0 (bit-identical reruns); "
+            "ffmpeg_zoompan uses x264's defaults, ffmpeg_zoompan_mbtree0 the engine's settings",
             "runs": args.runs,
             "jitter": "std-dev of the frame-to-frame change of per-frame corner motion (px)",
+            "card": {"prompt": CARD_PROMPT, "size": "1024x576"},
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"engine:  {report['ours_fps']:6.1f} fps  jitter {report['ours_jitter']:.3f} px")
-    print(f"zoompan: {report['ffmpeg_zoompan_fps']:6.1f} fps  jitter {report['ffmpeg_jitter']:.3f} px")
+    for name, label in (("ours", "engine"), ("zoompan", "zoompan"), ("zoompan_mbtree0", "zoompan mbtree=0")):
+        run = runs[name]
+        print(f"{label:17s} {run['fps']:6.1f} fps  {run['cpu_seconds']:.2f} CPU s")
+    print(f"ratio {report['ratio_to_zoompan']} (same x264 settings: {report['ratio_to_zoompan_same_x264']})")
+    print(f"jitter: engine {report['ours_jitter']:.3f} px, zoompan {report['ffmpeg_jitter']:.3f} px")
+    print(f"card: {cards['png_ms']} ms PNG, {cards['jpeg_ms']} ms JPEG")
     print(f"wrote {args.out}")
 
 

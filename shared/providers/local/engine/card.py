@@ -2,8 +2,9 @@
 
 Nothing is generated from the prompt's meaning: its words are typeset. The card is a diagonal two-colour
 gradient with a soft glow (colours picked deterministically from a hash of the prompt and seed, dark or
-light theme), a short accent rule, and the prompt in DejaVu Sans Bold (Pillow's bundled scalable font
-when DejaVu is not installed), centred. The text is wrapped into balanced lines (lines of similar width,
+light theme), a short accent rule, and the prompt centred in DejaVu Sans Bold, or an installed CJK font
+when the prompt needs one (see :data:`FONT_PATHS`; Pillow's bundled font when none is installed).
+Characters no installed font has are drawn as the font's missing-glyph box. The text is wrapped into balanced lines (lines of similar width,
 not a greedy fill), at the largest size that fits inside the margins; a prompt too long for the smallest
 size is cut at a word and ends with an ellipsis. Text and background keep a WCAG contrast ratio of at
 least :data:`MIN_CONTRAST`.
@@ -43,13 +44,21 @@ MIN_LONG_SIDE, MAX_LONG_SIDE = 64, 4096
 MIN_CONTRAST = 7.0
 JPEG_QUALITY = 92
 
-_FONT_PATHS = (
+#: Fonts tried in order (those installed); a prompt gets the first that has a glyph for every character,
+#: else the one that has the most. DejaVu covers Latin, Greek, Cyrillic, Arabic and Hebrew; the CJK fonts
+#: are used where a system has them.
+FONT_PATHS = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
     "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
     "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Bold.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
 )
+_MISSING = "\U0010fffd"  # a private-use code point no font draws: its glyph is the font's "missing" box
 _MARGIN = 0.09  # of each side
-_MAX_TEXT = 0.15  # largest font size, as a fraction of the short side
+_MAX_TEXT = (0.2, 0.1)  # largest font size: at most this fraction of the short side and of the long side
 _MIN_TEXT = 0.035  # smallest font size before the prompt is cut
 _LEADING = 1.22  # line height / font size
 
@@ -68,11 +77,12 @@ class CardResult:
 
 
 @dataclass(frozen=True)
-class _Palette:
-    """Gradient ends, glow, accent and text colour (sRGB, 0..1)."""
+class Palette:
+    """Gradient ends, the glow's centre, accent and text colour (sRGB, 0..1), and whether the card is dark."""
 
     start: RGB
     end: RGB
+    glow: RGB
     accent: RGB
     text: RGB
     dark: bool
@@ -111,15 +121,21 @@ def render_card(
         raise ValueError(f"output_format must be png or jpeg; got {output_format!r}")
     width, height = card_size(aspect_ratio, long_side)
     text = " ".join(prompt.split())
-    digest = hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
+    digest = _digest(text, seed)
     palette = _palette(digest)
     image = _background(width, height, palette, digest)
     _, rule_h, gap = _rule(width, height)
     box = (width * (1 - 2 * _MARGIN), height * (1 - 2 * _MARGIN) - rule_h - gap)
     short = min(width, height)
-    sizes = (max(8, round(short * _MIN_TEXT)), max(9, round(short * _MAX_TEXT)))
-    lines, size = fit_lines(text, box, sizes, _measure, _LEADING)
-    _draw_text(image, lines, size, palette)
+    largest = min(short * _MAX_TEXT[0], max(width, height) * _MAX_TEXT[1])
+    sizes = (max(8, round(short * _MIN_TEXT)), max(9, round(largest)))
+    font_path = choose_font(text)
+
+    def measure(line: str, size: int) -> float:
+        return _font(font_path, size).getlength(line)
+
+    lines, size = fit_lines(text, box, sizes, measure, _LEADING)
+    _draw_text(image, lines, _font(font_path, size) if lines else None, palette)
     _save(image, Path(out_path), output_format)
     return CardResult(width, height, output_format, lines, size)
 
@@ -143,45 +159,52 @@ def contrast(a: RGB, b: RGB) -> float:
     return (la + 0.05) / (lb + 0.05)
 
 
-def _palette(digest: bytes) -> _Palette:
-    """Colours from the hash: two analogous hues, muted, dark (3 in 4 cards) or light, text to match."""
+def _digest(text: str, seed: int | None) -> bytes:
+    """The hash every design choice is read from."""
+    return hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
+
+
+def palette(prompt: str, seed: int | None = None) -> Palette:
+    """The colours :func:`render_card` uses for ``prompt`` and ``seed``."""
+    return _palette(_digest(" ".join(prompt.split()), seed))
+
+
+def _palette(digest: bytes) -> Palette:
+    """Colours from the hash: two analogous hues, muted, dark (3 in 4 cards) or light, text to match.
+
+    Lightness in HLS is not perceived lightness (a green at 0.3 is far brighter than a blue), so each
+    background colour is then darkened (or, on light cards, lightened) until it meets the contrast floor.
+    """
     hue = digest[0] / 256
     shift = (0.06 + digest[1] / 255 * 0.12) * (1 if digest[2] & 1 else -1)
     saturation = 0.45 + digest[3] / 255 * 0.3
     dark = digest[4] % 4 != 0
     lightness = (0.16, 0.30) if dark else (0.90, 0.80)
-    start = colorsys.hls_to_rgb(hue, lightness[0], saturation)
-    end = colorsys.hls_to_rgb((hue + shift) % 1.0, lightness[1], saturation)
+    text = colorsys.hls_to_rgb(hue, 0.96 if dark else 0.12, 0.25)
+    start = _against(colorsys.hls_to_rgb(hue, lightness[0], saturation), text, dark)
+    end = _against(colorsys.hls_to_rgb((hue + shift) % 1.0, lightness[1], saturation), text, dark)
+    lift = 0.12 if dark else 0.0  # the glow brightens dark cards a little
+    glow = _against(_mix(end, (1.0, 1.0, 1.0), lift), text, dark)
     accent = colorsys.hls_to_rgb((hue + 2 * shift) % 1.0, 0.68 if dark else 0.42, 0.75)
-    text = colorsys.hls_to_rgb(hue, 0.97 if dark else 0.12, 0.25)
-    return _Palette(start, end, accent, _with_contrast(text, (start, end, _glow(end, dark)), dark), dark)
+    return Palette(start, end, glow, accent, text, dark)
 
 
-def _glow(colour: RGB, dark: bool) -> RGB:
-    """The glow's centre colour: ``colour`` lifted towards white (dark theme) or kept (light theme)."""
-    lift = 0.12 if dark else 0.0
-    return (
-        colour[0] + (1 - colour[0]) * lift,
-        colour[1] + (1 - colour[1]) * lift,
-        colour[2] + lift * (1 - colour[2]),
-    )
+def _mix(a: RGB, b: RGB, t: float) -> RGB:
+    """``a`` moved a fraction ``t`` of the way to ``b``."""
+    return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t)
 
 
-def _with_contrast(text: RGB, backgrounds: tuple[RGB, ...], dark: bool) -> RGB:
-    """``text`` pushed towards white (dark theme) or black until it contrasts with every background."""
-    target = 1.0 if dark else 0.0
-    for _ in range(20):
-        if min(contrast(text, bg) for bg in backgrounds) >= MIN_CONTRAST:
-            return text
-        text = (
-            text[0] + (target - text[0]) * 0.5,
-            text[1] + (target - text[1]) * 0.5,
-            text[2] + (target - text[2]) * 0.5,
-        )
-    return (target, target, target)
+def _against(background: RGB, text: RGB, dark: bool) -> RGB:
+    """``background`` darkened (dark cards) or lightened until ``text`` on it reaches :data:`MIN_CONTRAST`."""
+    target = (0.0, 0.0, 0.0) if dark else (1.0, 1.0, 1.0)
+    for _ in range(60):
+        if contrast(text, background) >= MIN_CONTRAST:
+            break
+        background = _mix(background, target, 0.08)
+    return background
 
 
-def _background(width: int, height: int, palette: _Palette, digest: bytes) -> Image.Image:
+def _background(width: int, height: int, palette: Palette, digest: bytes) -> Image.Image:
     """Diagonal gradient between the palette's ends, a soft off-centre glow, dithered against banding."""
     angle = digest[5] / 256 * 2 * np.pi
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -192,7 +215,7 @@ def _background(width: int, height: int, palette: _Palette, digest: bytes) -> Im
     rgb = start + (end - start) * t[..., None]
     gx, gy = (digest[6] / 255 - 0.5) * 0.5, (digest[7] / 255 - 0.5) * 0.5
     glow = np.exp(-((u - gx) ** 2 + (v - gy) ** 2) / 0.08)[..., None]
-    rgb = rgb + (np.array(_glow(palette.end, palette.dark), np.float32) - rgb) * glow * 0.8
+    rgb = rgb + (np.array(palette.glow, np.float32) - rgb) * glow * 0.8
     noise = np.random.default_rng(int.from_bytes(digest[8:16], "big")).random(rgb.shape, np.float32)
     pixels: npt.NDArray[np.uint8] = np.clip(rgb * 255 + noise - 0.5, 0, 255).round().astype(np.uint8)
     return Image.fromarray(pixels, "RGB")
@@ -202,20 +225,38 @@ def _background(width: int, height: int, palette: _Palette, digest: bytes) -> Im
 
 
 @cache
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    """DejaVu Sans Bold at ``size`` px, or Pillow's bundled scalable font when DejaVu is not installed."""
-    for path in _FONT_PATHS:
-        if os.path.exists(path):
-            return ImageFont.truetype(path, size)
+def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
+    """The font at ``path`` (None: Pillow's bundled scalable font) at ``size`` px."""
+    if path is not None:
+        return ImageFont.truetype(path, size)
     font = ImageFont.load_default(size=size)
     if not isinstance(font, ImageFont.FreeTypeFont):
         raise RuntimeError("the card needs FreeType support in Pillow for a scalable font")
     return font
 
 
-def _measure(text: str, size: int) -> float:
-    """Advance width of ``text`` in px at font ``size``."""
-    return _font(size).getlength(text)
+def _glyph_image(font: ImageFont.FreeTypeFont, char: str) -> bytes:
+    """``char`` drawn alone in ``font``, as raw pixels."""
+    image = Image.new("L", (64, 64))
+    ImageDraw.Draw(image).text((8, 8), char, font=font, fill=255)
+    return image.tobytes()
+
+
+@cache
+def _has_glyph(path: str | None, char: str) -> bool:
+    """Whether the font at ``path`` draws ``char`` as something other than its missing-glyph box."""
+    font = _font(path, 32)
+    return _glyph_image(font, char) != _glyph_image(font, _MISSING)
+
+
+def choose_font(text: str) -> str | None:
+    """Path of the installed font that covers most of ``text`` (the first listed on ties), or None."""
+    installed = [path for path in FONT_PATHS if os.path.exists(path)]
+    if not installed:
+        return None
+    chars = {c for c in text if not c.isspace()}
+    covered = [sum(_has_glyph(path, c) for c in chars) for path in installed]
+    return installed[covered.index(max(covered))]
 
 
 def _to8(rgb: RGB, alpha: int | None = None) -> tuple[int, ...]:
@@ -231,9 +272,12 @@ def _rule(width: int, height: int) -> tuple[int, int, int]:
     return round(short * 0.09), thickness, max(3 * thickness, round(short * 0.035))
 
 
-def _draw_text(image: Image.Image, lines: tuple[str, ...], size: int, palette: _Palette) -> None:
+def _draw_text(
+    image: Image.Image, lines: tuple[str, ...], font: ImageFont.FreeTypeFont | None, palette: Palette
+) -> None:
     """The accent rule and the centred lines below it, with a soft shadow under the text on dark cards."""
     width, height = image.size
+    size = int(font.size) if font is not None else 0
     rule_w, rule_h, gap = _rule(width, height)
     line_height = size * _LEADING
     block = rule_h + (gap + line_height * len(lines) if lines else 0)
@@ -241,9 +285,8 @@ def _draw_text(image: Image.Image, lines: tuple[str, ...], size: int, palette: _
     draw = ImageDraw.Draw(image)
     x0 = (width - rule_w) // 2
     draw.rectangle((x0, top, x0 + rule_w - 1, top + rule_h - 1), fill=_to8(palette.accent))
-    if not lines:
+    if not lines or font is None:
         return
-    font = _font(size)
     first = top + rule_h + gap + line_height / 2
     positions = [(width / 2, first + k * line_height) for k in range(len(lines))]
     if palette.dark:

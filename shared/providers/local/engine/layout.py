@@ -1,7 +1,7 @@
 """Balanced line breaking for the title card: the largest font size at which a text fits a box.
 
-Lines break at spaces, and between any two East Asian wide characters (CJK text has no spaces); a word
-wider than the box is split between characters. At each size the fewest lines the text needs are found
+Lines break at spaces, and between any two East Asian wide characters (CJK text has no spaces). A word
+is split between characters only when it is wider than the box even at the smallest size. At each size the fewest lines the text needs are found
 greedily, then the breaks are chosen to make those lines as equal in width as possible (least squared
 slack, a small dynamic programme), so a title never ends in one stranded word. The largest size whose
 balanced lines fit both dimensions wins; when not even the smallest fits, the text is filled line by line
@@ -113,10 +113,17 @@ def _balanced(widths: list[float], glues: list[float], max_w: float, lines: int)
 
 
 def wrap(
-    tokens: list[_Token], max_w: float, size: int, measure: Measure, max_lines: int
+    tokens: list[_Token], max_w: float, size: int, measure: Measure, max_lines: int, *, split: bool = False
 ) -> tuple[str, ...] | None:
-    """Balanced lines for ``tokens`` at font ``size`` within ``max_w``; None when more than ``max_lines``."""
-    pieces = _split_wide_tokens(tokens, max_w, size, measure)
+    """Balanced lines for ``tokens`` at font ``size`` within ``max_w``; None when more than ``max_lines``
+    are needed, or (unless ``split``) when a word is wider than ``max_w``.
+    """
+    if split:
+        pieces = _split_wide_tokens(tokens, max_w, size, measure)
+    elif any(measure(t.text, size) > max_w for t in tokens):
+        return None
+    else:
+        pieces = tokens
     widths = [measure(t.text, size) for t in pieces]
     space = measure(" ", size)
     glues = [space if t.glue == " " else 0.0 for t in pieces]
@@ -161,16 +168,17 @@ def fit_lines(
     if not tokens:
         return (), 0
     max_w, max_h = box
-    lo, hi = sizes
-    best: tuple[tuple[str, ...], int] | None = None
-    while lo <= hi:
-        size = (lo + hi) // 2
-        lines = wrap(tokens, max_w, size, measure, int(max_h // (size * leading)))
-        if lines:
-            best, lo = (lines, size), size + 1
-        else:
-            hi = size - 1
-    if best is not None:
-        return best
+    for split in (False, True):  # break inside words only when no size fits whole words
+        best: tuple[tuple[str, ...], int] | None = None
+        lo, hi = sizes
+        while lo <= hi:
+            size = (lo + hi) // 2
+            lines = wrap(tokens, max_w, size, measure, int(max_h // (size * leading)), split=split)
+            if lines:
+                best, lo = (lines, size), size + 1
+            else:
+                hi = size - 1
+        if best is not None:
+            return best
     size = sizes[0]
     return truncate(tokens, max_w, size, measure, int(max_h // (size * leading))), size
