@@ -106,7 +106,7 @@ def render_card(
     prompt: str,
     *,
     aspect_ratio: str,
-    output_format: Literal["png", "jpeg"],
+    output_format: str,
     out_path: Path,
     long_side: int = 1024,
     seed: int | None = None,
@@ -117,8 +117,10 @@ def render_card(
     prompt alone. An empty prompt gives the background and accent with no text. Raises ``ValueError`` for
     an unknown aspect ratio or format, or a ``long_side`` outside 64..4096.
     """
-    if output_format not in ("png", "jpeg"):
+    formats: dict[str, Literal["png", "jpeg"]] = {"png": "png", "jpeg": "jpeg"}
+    if output_format not in formats:
         raise ValueError(f"output_format must be png or jpeg; got {output_format!r}")
+    fmt = formats[output_format]
     width, height = card_size(aspect_ratio, long_side)
     text = " ".join(prompt.split())
     digest = _digest(text, seed)
@@ -136,8 +138,8 @@ def render_card(
 
     lines, size = fit_lines(text, box, sizes, measure, _LEADING)
     _draw_text(image, lines, _font(font_path, size) if lines else None, palette)
-    _save(image, Path(out_path), output_format)
-    return CardResult(width, height, output_format, lines, size)
+    _save(image, Path(out_path), fmt)
+    return CardResult(width, height, fmt, lines, size)
 
 
 # --- colour ----------------------------------------------------------------------------------------------
