@@ -1,4 +1,6 @@
-"""``make demo``: the main job end to end on the embedded stack, driven through the public HTTP API."""
+"""``make demo``: the main job end to end on the embedded stack, driven through the public HTTP API: a video of
+each sample image, a video from a prompt alone (text -> title card -> video) and one continuing the first video
+from its last frame."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ PROMPTS = [
     "orbit around the subject, fade in",
     "pull back to reveal everything",
 ]
+PROMPT_ALONE = "A lighthouse keeps watch over a quiet harbour at dawn - slow zoom in"
 console = Console()
 
 
@@ -78,14 +82,25 @@ def _server_log() -> Path:
 
 
 def _make_one(api: I2VClient, image: Path, prompt: str, duration: int, out: Path) -> dict[str, Any]:
-    row: dict[str, Any] = {"image": image.name, "prompt": prompt}
+    return _make(api, image.name, prompt, duration, out, lambda: {"image_url": api.upload_image(image)})
+
+
+def _make(
+    api: I2VClient,
+    label: str,
+    prompt: str,
+    duration: int,
+    out: Path,
+    start: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """One video: ``start`` gives its start (an image_url, an image_id, a video_id, or nothing: the prompt)."""
+    row: dict[str, Any] = {"image": label, "prompt": prompt}
     started = time.monotonic()
     try:
-        image_url = api.upload_image(image)
         body = {
             "model_id": "local-motion",
             "prompt": prompt,
-            "image_url": image_url,
+            **start(),
             "settings": {"resolution": "480p", "aspect_ratio": "16:9", "duration": duration},
         }
         created = api.generate(body, idempotency_key=f"demo-{uuid.uuid4()}")
@@ -124,7 +139,9 @@ def run_demo(*, output_dir: str = "downloads", duration: int = 3) -> int:
     server = _start_server(port, log_path)
     try:
         token = _i2v("dev-token", "--user", str(DEMO_USER), "--expires-in", "3600")
-        needed = duration * len(images)
+        needed = (
+            duration * (len(images) + 2) + 1
+        )  # the sample images, a prompt alone (+1: its card), a sequel
         _i2v("credits", "grant", str(DEMO_USER), str(needed), "--reason", "demo credits")
         with I2VClient(f"http://127.0.0.1:{port}", token) as api:
             with ThreadPoolExecutor(max_workers=len(images)) as pool:
@@ -133,6 +150,15 @@ def run_demo(*, output_dir: str = "downloads", duration: int = 3) -> int:
                         lambda pair: _make_one(api, pair[0], pair[1], duration, out),
                         zip(images, PROMPTS * len(images), strict=False),
                     )
+                )
+            # Text -> image -> video: the start image is a title card the local engine sets from the prompt.
+            rows.append(_make(api, "(prompt alone)", PROMPT_ALONE, duration, out, dict))
+            # Continue a shot: the last frame of the first video starts the next one.
+            first = next((r for r in rows if r.get("status") == "completed"), None)
+            if first is not None:
+                sequel = {"video_id": first["job_id"]}
+                rows.append(
+                    _make(api, f"(after {first['image']})", "slow pan right", duration, out, lambda: sequel)
                 )
             balance = api.credits()["balance"]
     finally:

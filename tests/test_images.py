@@ -316,3 +316,36 @@ def test_continue_a_shot_from_a_videos_last_frame(
     unfinished = caller.generate(model_id=KLING, prompt="z", video_id=running.json()["job_id"])
     assert unfinished.status_code == 409 and "only a completed video" in unfinished.json()["error"]["message"]
     assert other.balance() == balance
+
+
+def test_local_card_makes_images_offline(caller: Caller, rep: ReplicateEmulator) -> None:
+    """local-card (the local engine's title card, no keys, no network) makes the images asked for, in the format
+    and aspect ratio asked for, at 1 credit each."""
+    caller.grant(10)
+    resp = image_job(
+        caller,
+        model_id="local-card",
+        prompt="A quiet harbour at dawn",
+        settings={"num_images": 2, "output_format": "png", "aspect_ratio": "16:9"},
+    )
+    assert resp.status_code == 202 and resp.json()["credits_used"] == 2, resp.text
+    done = wait_done(caller, resp.json()["job_id"], timeout=60)
+    assert done["status"] == "completed" and done["provider"] == "local", done
+    assert len(done["images"]) == 2 and done["thumbnail_url"]
+    for image in done["images"]:
+        with Image.open(io.BytesIO(httpx.get(image["url"]).content)) as card:
+            assert card.format == "PNG" and card.size[0] * 9 == card.size[1] * 16
+    assert caller.balance() == 8
+
+
+def test_a_local_video_from_a_prompt_alone(caller: Caller, rep: ReplicateEmulator) -> None:
+    """Offline, local-motion with a prompt alone makes a title card with local-card, then animates it: text ->
+    image -> video on this machine, one charge (1 credit for the card + 1 per second)."""
+    caller.grant(10)
+    resp = caller.generate(
+        model_id="local-motion", prompt="Harbour at dawn, slow zoom in", settings={"duration": 2}
+    )
+    assert resp.status_code == 202 and resp.json()["credits_used"] == 3, resp.text
+    done = wait_done(caller, resp.json()["job_id"], timeout=90)
+    assert done["status"] == "completed" and done["stage"] == "video" and done["video_url"], done
+    assert len(done["images"]) == 1 and caller.balance() == 7
