@@ -23,29 +23,41 @@ begin
   end if;
 end $$;
 
--- Start a billed generation: idempotency check, balance check, debit, job insert, idempotency record.
--- Outcomes: created | replay | mismatch | in_progress | insufficient | upload_missing | upload_unverified.
+-- Start a billed generation: API key, idempotency, rate limit, campaign budget and balance checks, debit, job
+-- insert, idempotency record: one call. Outcomes: created | replay | mismatch | in_progress | insufficient |
+-- upload_missing | upload_unverified | key_revoked | rate_limited | campaign_missing | campaign_archived |
+-- budget_exceeded. A replay is answered before the rate limit is looked at; a refused request changes nothing
+-- (no debit, no idempotency record, no use of the rate limit).
 -- p_hold_s > 0 keeps the key in_progress until mark_submitted (the provider submission runs after commit).
+-- p_api_key: the key the request was authenticated with (must still be live; its last use is recorded).
+-- p_rate_key/p_rate_limit/p_rate_window_s: the caller's limiter for this endpoint (null: no limit).
 create or replace function start_generation(
   p_user uuid, p_endpoint text, p_key text, p_fingerprint text,
   p_model_id uuid, p_model_slug text, p_provider text,
   p_prompt text, p_image_url text, p_settings jsonb, p_cost bigint,
   p_signup_credits bigint, p_ttl_s int, p_hold_s int, p_upload_sha text, p_provider_endpoint text default null,
   p_kind text default 'video', p_input_images jsonb default '[]'::jsonb, p_stage text default null,
-  p_image_credits bigint default 0, p_next_route jsonb default null
+  p_image_credits bigint default 0, p_next_route jsonb default null,
+  p_campaign uuid default null, p_api_key uuid default null, p_rate_key text default null,
+  p_rate_limit int default null, p_rate_window_s int default null, p_webhook_url text default null
 ) returns jsonb language plpgsql as $$
 declare
   rec     idempotency_keys%rowtype;
   up      uploads%rowtype;
+  camp    campaigns%rowtype;
   bal     bigint;
   owed    bigint;
   job     uuid;
   body    jsonb;
+  rate    jsonb;
 begin
   if p_cost < 0 then
     raise exception 'cost must not be negative' using errcode = 'I2V04';
   end if;
   perform ensure_account(p_user, p_signup_credits);
+  if p_api_key is not null and not api_key_usable(p_api_key, p_user) then
+    return jsonb_build_object('outcome', 'key_revoked');
+  end if;
   -- A concurrent request with the same key is still inside its transaction: answer "in progress" at once.
   if not pg_try_advisory_xact_lock(hashtextextended(p_user::text || ' ' || p_endpoint || ' ' || p_key, 0)) then
     return jsonb_build_object('outcome', 'in_progress');
@@ -63,6 +75,12 @@ begin
     -- done, or an in-progress record whose holder died: the debit and the job already exist; replay.
     return jsonb_build_object('outcome', 'replay', 'status', rec.response_status, 'body', rec.response_body);
   end if;
+  if p_rate_key is not null then
+    rate := rate_limit_check(p_rate_key, p_rate_limit, p_rate_window_s);
+    if not (rate ->> 'allowed')::boolean then
+      return jsonb_build_object('outcome', 'rate_limited', 'rate', rate);
+    end if;
+  end if;
 
   if p_upload_sha is not null then
     select * into up from uploads where user_id = p_user and sha256 = p_upload_sha;
@@ -72,26 +90,43 @@ begin
       return jsonb_build_object('outcome', 'upload_unverified');
     end if;
   end if;
+  -- The account row first, then the campaign's: refunds lock them in the same order (credit_ledger's triggers).
   select balance, debt into bal, owed from accounts where user_id = p_user for update;
+  if p_campaign is not null then
+    select * into camp from campaigns where id = p_campaign and user_id = p_user for update;
+    if not found then
+      return jsonb_build_object('outcome', 'campaign_missing');
+    elsif camp.archived then
+      return jsonb_build_object('outcome', 'campaign_archived');
+    elsif camp.budget_credits is not null and camp.budget_credits - camp.credits_spent < p_cost then
+      return jsonb_build_object('outcome', 'budget_exceeded', 'cost', p_cost, 'budget', camp.budget_credits,
+                                'remaining', greatest(camp.budget_credits - camp.credits_spent, 0));
+    end if;
+  end if;
   if bal < p_cost or owed > 0 then
     return jsonb_build_object('outcome', 'insufficient', 'balance', bal, 'cost', p_cost, 'debt', owed);
   end if;
   insert into video_jobs (user_id, model_id, model_slug, provider, provider_endpoint, prompt, image_url, settings,
-                          credits_used, kind, input_images, stage, image_credits, next_route)
+                          credits_used, kind, input_images, stage, image_credits, next_route, campaign_id,
+                          client_id, api_key_id, webhook_url)
   values (p_user, p_model_id, p_model_slug, p_provider, p_provider_endpoint, coalesce(p_prompt, ''), p_image_url,
           p_settings, p_cost, p_kind, coalesce(p_input_images, '[]'::jsonb), p_stage, coalesce(p_image_credits, 0),
-          p_next_route)
+          p_next_route, p_campaign, camp.client_id, p_api_key, p_webhook_url)
   returning id into job;
   if p_cost > 0 then
     insert into credit_ledger (user_id, delta, kind, reason, job_id)
     values (p_user, -p_cost, 'generation', p_kind || ' generation (' || p_model_slug || ')', job);
+  end if;
+  if p_rate_key is not null then
+    perform rate_limit_take(p_rate_key, p_rate_limit, p_rate_window_s);
   end if;
   body := jsonb_build_object('job_id', job, 'status', 'pending', 'credits_used', p_cost);
   insert into idempotency_keys (user_id, endpoint, key, fingerprint, state, response_status, response_body,
                                 job_id, locked_until, expires_at)
   values (p_user, p_endpoint, p_key, p_fingerprint, case when p_hold_s > 0 then 'in_progress' else 'done' end,
           202, body, job, now() + make_interval(secs => greatest(p_hold_s, 0)), now() + make_interval(secs => p_ttl_s));
-  return jsonb_build_object('outcome', 'created', 'status', 202, 'body', body, 'balance', bal - p_cost);
+  return jsonb_build_object('outcome', 'created', 'status', 202, 'body', body, 'balance', bal - p_cost,
+                            'rate', rate);
 end $$;
 
 -- Raise I2V03 unless the job is in one of the allowed states; returns the current status.
@@ -321,6 +356,7 @@ language sql stable as $$
     'logs', j.provider_logs, 'late_delivery', j.late_delivery, 'request_id', j.provider_request_id,
     'urls', j.provider_urls, 'provider_status', j.provider_status, 'result_url', j.result_url,
     'mirror_attempts', j.mirror_attempts, 'output_urls', j.result -> 'output_urls',
+    'campaign_id', j.campaign_id, 'client_id', j.client_id,
     'next_poll_at', j.next_poll_at, 'created_at', j.created_at, 'updated_at', j.updated_at,
     'finished_at', j.finished_at);
 $$;
@@ -340,10 +376,11 @@ $$;
 
 -- One page of a user's jobs, newest first (ties in created_at broken by id, descending). The cursor is the
 -- (created_at, id) of the last job of the previous page; both null for the first page. Returns
--- {"jobs": [...], "next": {"created_at", "id"} | null}; "next" is null on the last page.
+-- {"jobs": [...], "next": {"created_at", "id"} | null}; "next" is null on the last page. With p_campaign (or
+-- p_client), only the jobs of that campaign (or client).
 create or replace function list_videos(
   p_user uuid, p_status job_status, p_limit int, p_cursor_created timestamptz, p_cursor_id uuid,
-  p_kind text default null
+  p_kind text default null, p_campaign uuid default null, p_client uuid default null
 ) returns jsonb language plpgsql stable as $$
 declare
   after_created timestamptz := coalesce(p_cursor_created, 'infinity');
@@ -357,7 +394,17 @@ begin
   if (p_cursor_created is null) <> (p_cursor_id is null) then
     raise exception 'a cursor needs both created_at and id' using errcode = 'I2V04';
   end if;
-  if p_status is null then
+  if p_campaign is not null or p_client is not null then
+    select jsonb_agg(j.rec order by j.created_at desc, j.id desc), count(*) into page, total from (
+      select job_record(v) as rec, created_at, id
+        from video_jobs v
+       where user_id = p_user and (p_campaign is null or campaign_id = p_campaign)
+         and (p_client is null or client_id = p_client) and (p_status is null or status = p_status)
+         and (p_kind is null or kind = p_kind)
+         and (created_at, id) < (after_created, after_id)
+       order by created_at desc, id desc
+       limit p_limit + 1) j;
+  elsif p_status is null then
     select jsonb_agg(j.rec order by j.created_at desc, j.id desc), count(*) into page, total from (
       select job_record(v) as rec, created_at, id
         from video_jobs v
