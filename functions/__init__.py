@@ -36,6 +36,23 @@ HTTP_FUNCTIONS: tuple[str, ...] = (
     "app_store_notification",
     "operator_overview",
     "health",
+    "create_api_key",
+    "list_api_keys",
+    "revoke_api_key",
+    "create_client",
+    "list_clients",
+    "get_client",
+    "update_client",
+    "create_campaign",
+    "list_campaigns",
+    "get_campaign",
+    "update_campaign",
+    "create_webhook_endpoint",
+    "list_webhook_endpoints",
+    "delete_webhook_endpoint",
+    "get_webhook_secret",
+    "list_webhook_deliveries",
+    "redeliver_webhook",
 )
 
 

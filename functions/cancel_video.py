@@ -19,6 +19,7 @@ endpoint = Endpoint(
     "/functions/v1/cancel-video",
     cancel_video,
     tags=("videos",),
+    scope="generate",
     body="shared.schemas:CancelVideoRequest",
     response="shared.schemas:VideoStatus",
     errors=(404, 409),

@@ -19,6 +19,7 @@ endpoint = Endpoint(
     "/functions/v1/create-checkout-session",
     create_checkout_session,
     tags=("billing",),
+    scope="billing",
     idempotency_key="optional",
     body="shared.billing.checkout:CheckoutRequest",
     response="shared.billing.checkout:CheckoutSession",

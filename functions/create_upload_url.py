@@ -19,6 +19,7 @@ endpoint = Endpoint(
     "/functions/v1/create-upload-url",
     create_upload_url,
     tags=("uploads",),
+    scope="generate",
     body="shared.schemas:CreateUploadRequest",
     response="shared.schemas:CreateUploadResponse",
     exclude_none=True,

@@ -17,7 +17,7 @@ def generate_video(call: Call) -> Reply:
     outcome = jobs.start_generation(
         call.user, call.idempotency_key, body.model_dump(mode="json", exclude_unset=True), body
     )
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else dict(outcome.headers)
     if outcome.body.get("job_id"):
         headers["Location"] = f"/functions/v1/get-video-status?job_id={outcome.body['job_id']}"
     return Reply(outcome.body, status=outcome.status, headers=headers)
@@ -28,14 +28,24 @@ endpoint = Endpoint(
     "/functions/v1/generate-video",
     generate_video,
     tags=("videos",),
+    scope="generate",
+    checks_key_in_call=True,
     idempotency_key="required",
     body="shared.schemas:GenerateVideoRequest",
     response="shared.schemas:GenerateVideoResponse",
     status=202,
-    errors=(402, 403, 404, 409, 422),
+    errors=(402, 403, 404, 409, 422, 429),
     response_headers=(
         ("Location", "get-video-status of the job (relative URL), on the first answer and on a replay"),
         ("Idempotent-Replayed", "`true` when this is the stored answer to an earlier request with this key"),
+        (
+            "RateLimit-Policy",
+            'the caller\'s limit, e.g. `"generate-video";q=5;w=60` (absent when not limited)',
+        ),
+        (
+            "RateLimit",
+            'what is left of it, e.g. `"generate-video";r=4;t=60` (a 429 carries it and Retry-After)',
+        ),
     ),
 )
 handler = lambda_handler(endpoint)

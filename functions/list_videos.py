@@ -1,4 +1,5 @@
-"""GET /functions/v1/list-videos?status=&limit=&cursor=: the caller's jobs, newest first, one page at a time."""
+"""GET /functions/v1/list-videos?status=&limit=&cursor=&campaign_id=&client_id=: the caller's jobs, newest first,
+one page at a time."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ def list_videos(call: Call) -> Any:
     from shared.jobs import listing
 
     args = call.args
-    return listing.list_videos(call.user, args["status"], args["limit"], args["cursor"])
+    return listing.list_videos(
+        call.user,
+        args["status"],
+        args["limit"],
+        args["cursor"],
+        campaign_id=args["campaign_id"],
+        client_id=args["client_id"],
+    )
 
 
 endpoint = Endpoint(
@@ -32,6 +40,8 @@ endpoint = Endpoint(
             description=f"jobs per page, 1-{LIST_PAGE_LIMIT}",
         ),
         Param("cursor", description="next_cursor of the previous page"),
+        Param("campaign_id", "uuid", description="only the jobs of this campaign of yours"),
+        Param("client_id", "uuid", description="only the jobs of this client of yours (all its campaigns)"),
     ),
     response="shared.schemas:VideoList",
 )

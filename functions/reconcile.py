@@ -19,7 +19,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logs.configure()
     with logs.scope(aws_request_id=getattr(context, "aws_request_id", None)):
         try:
-            counts = reconcile.housekeeping()
+            counts = reconcile.housekeeping(webhooks=False)  # functions/deliver_webhooks.py sends them
             operations.check_ledger()
         finally:
             metrics.invocation_end(context)

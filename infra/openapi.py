@@ -135,6 +135,7 @@ def _parameter(param: Param) -> dict[str, Any]:
         "str": {"type": "string"},
         "int": {"type": "integer"},
         "uuid": {"type": "string", "format": "uuid"},
+        "bool": {"type": "boolean"},
     }[param.kind]
     if param.minimum is not None:
         schema["minimum"] = param.minimum

@@ -28,15 +28,28 @@ _ASYMMETRIC = ("ES256", "RS256")
 _LEEWAY_S = 30
 
 
+#: What an API key may be allowed to do; a user's access token may do all of it.
+SCOPES: tuple[str, ...] = ("generate", "read", "billing", "campaigns", "webhooks", "keys")
+#: The scopes of a key created without naming any: everything but money and keys.
+DEFAULT_SCOPES: tuple[str, ...] = ("generate", "read", "campaigns", "webhooks")
+
+
 @dataclass(frozen=True)
 class User:
-    """The authenticated caller."""
+    """The authenticated caller: a user's access token, or one of the user's API keys (``api_key_id``), which
+    acts as the user within its ``scopes``."""
 
     id: uuid.UUID
     email: str | None = None
     is_anonymous: bool = False
     #: Roles the project granted (the token's ``app_metadata.roles``, which only the service role can set).
     roles: frozenset[str] = frozenset()
+    api_key_id: uuid.UUID | None = None
+    scopes: frozenset[str] | None = None
+
+    def allows(self, scope: str) -> bool:
+        """Whether the caller may do what ``scope`` names (an access token may do everything)."""
+        return self.scopes is None or scope in self.scopes
 
 
 def verify_token(token: str, settings: Settings | None = None) -> User:
@@ -203,7 +216,10 @@ def _jwks_client(url: str) -> jwt.PyJWKClient:
 def bearer_token(authorization: str | None) -> str:
     """The token in an ``Authorization: Bearer ...`` header, or raise ``Unauthorized``."""
     if not authorization:
-        raise errors.Unauthorized("An Authorization: Bearer <token> header is required.")
+        raise errors.Unauthorized(
+            "An Authorization: Bearer <token> header (an access token or an i2v_sk_ API key) or an X-API-Key "
+            "header is required."
+        )
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthorized("The Authorization header must be 'Bearer <token>'.")

@@ -12,19 +12,27 @@ The tree (HTTP status, stable ``code``)::
                                                                  details.reason: its verification status)
       Unauthorized                    401 unauthorized
       InsufficientCredits             402 insufficient_credits
+        CampaignBudgetExceeded        402 campaign_budget_exceeded (details.remaining: the budget left)
       Forbidden                       403 forbidden
         AppStoreAccountMismatch       403 app_store_account_mismatch (a purchase made for another account)
+        InsufficientScope             403 insufficient_scope    (details.scope: the scope the API key lacks)
       NotFound                        404 not_found
         UnknownModel                  404 unknown_model
         JobNotFound                   404 job_not_found
+        ClientNotFound                404 client_not_found
+        CampaignNotFound              404 campaign_not_found
+        ApiKeyNotFound                404 api_key_not_found
+        WebhookNotFound               404 webhook_not_found     (an endpoint or a delivery)
         UnknownCreditPack             404 unknown_credit_pack   (details.allowed)
         AppStoreTransactionNotFound   404 app_store_transaction_not_found
       MethodNotAllowed                405 method_not_allowed
       IdempotencyInFlight             409 idempotency_in_flight
       InvalidTransition               409 invalid_transition
       UploadAlreadyStored             409 upload_already_stored (an upload is written once; it never changes)
+      Archived                        409 archived              (an archived client or campaign takes no new work)
       PayloadTooLarge                 413 payload_too_large
       IdempotencyKeyReused            422 idempotency_key_reused
+      RateLimited                     429 rate_limited          (Retry-After and RateLimit headers; nothing charged)
       ProviderError                   502 provider_error
         ProviderJobFailed             502 provider_job_failed   (terminal: the job fails and is refunded)
         ProviderUnavailable           503 provider_unavailable  (retryable)
@@ -53,6 +61,7 @@ class I2VError(Exception):
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.message = message or (self.__doc__ or self.code).strip().splitlines()[0]
         self.details: dict[str, Any] = {k: v for k, v in details.items() if v is not None}
+        self.headers: dict[str, str] = {}  # response headers the error answers with (e.g. RateLimit)
         super().__init__(self.message)
 
     def to_json(self, request_id: str | None = None) -> dict[str, Any]:
@@ -118,6 +127,12 @@ class InsufficientCredits(I2VError):
     code = "insufficient_credits"
 
 
+class CampaignBudgetExceeded(InsufficientCredits):
+    """This request costs more than the campaign's remaining budget."""
+
+    code = "campaign_budget_exceeded"
+
+
 class Forbidden(I2VError):
     """This is not allowed for the caller."""
 
@@ -129,6 +144,12 @@ class AppStoreAccountMismatch(Forbidden):
     """This App Store purchase was made for another account (its appAccountToken is not the caller's user id)."""
 
     code = "app_store_account_mismatch"
+
+
+class InsufficientScope(Forbidden):
+    """The API key is not allowed to do this (its scopes do not include the one required)."""
+
+    code = "insufficient_scope"
 
 
 class NotFound(I2VError):
@@ -148,6 +169,30 @@ class JobNotFound(NotFound):
     """No such job for this user."""
 
     code = "job_not_found"
+
+
+class ClientNotFound(NotFound):
+    """No such client for this user."""
+
+    code = "client_not_found"
+
+
+class CampaignNotFound(NotFound):
+    """No such campaign for this user."""
+
+    code = "campaign_not_found"
+
+
+class ApiKeyNotFound(NotFound):
+    """No such API key for this user."""
+
+    code = "api_key_not_found"
+
+
+class WebhookNotFound(NotFound):
+    """No such webhook endpoint or delivery for this user."""
+
+    code = "webhook_not_found"
 
 
 class UnknownCreditPack(NotFound):
@@ -190,6 +235,13 @@ class UploadAlreadyStored(I2VError):
     code = "upload_already_stored"
 
 
+class Archived(I2VError):
+    """The client or campaign is archived and takes no new work."""
+
+    status = 409
+    code = "archived"
+
+
 class PayloadTooLarge(I2VError):
     """The content is larger than allowed."""
 
@@ -202,6 +254,13 @@ class IdempotencyKeyReused(I2VError):
 
     status = 422
     code = "idempotency_key_reused"
+
+
+class RateLimited(I2VError):
+    """Too many requests; retry after the time in Retry-After (nothing was charged)."""
+
+    status = 429
+    code = "rate_limited"
 
 
 class ProviderError(I2VError):

@@ -18,6 +18,10 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
+def _uuid(value: Any) -> UUID | None:
+    return None if value is None else UUID(str(value))
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One job: who asked, for what, where it runs, and how far it got."""
@@ -52,6 +56,8 @@ class Job:
     result_url: str | None = None
     mirror_attempts: int = 0
     output_urls: list[str] | None = None  # an image job's output URLs at its provider
+    campaign_id: UUID | None = None
+    client_id: UUID | None = None
     next_poll_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -116,6 +122,8 @@ class Job:
             result_url=record.get("result_url"),
             mirror_attempts=int(record.get("mirror_attempts") or 0),
             output_urls=[str(u) for u in record["output_urls"]] if record.get("output_urls") else None,
+            campaign_id=_uuid(record.get("campaign_id")),
+            client_id=_uuid(record.get("client_id")),
             next_poll_at=_time(record.get("next_poll_at")),
             created_at=_time(record.get("created_at")),
             updated_at=_time(record.get("updated_at")),

@@ -51,6 +51,15 @@ class GenerateVideoRequest(BaseModel):
         description="a video you generated: its last frame is the start image (continue the shot)",
     )
     settings: VideoSettings = Field(default_factory=VideoSettings)
+    campaign_id: UUID | None = Field(
+        default=None,
+        description="one of your campaigns: the job counts against its budget and shows in its spend",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="https URL sent a signed event (Standard Webhooks) on each change of the job's status",
+    )
 
 
 class ImageSettings(BaseModel):
@@ -119,6 +128,8 @@ class VideoStatus(BaseModel):
     images: list[ImageOut] | None = Field(default=None, description="an image job's images, once completed")
     provider: str | None = Field(default=None, description="the provider that runs the job")
     credits_used: int | None = None
+    campaign_id: UUID | None = None
+    client_id: UUID | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

@@ -126,6 +126,16 @@ class Settings(BaseSettings):
     app_store_api_url: str | None = Field(
         default=None, description="App Store Server API URL; unset = Apple's host for the environment."
     )
+    # API keys: how long a container trusts that a key it checked is still live (billed requests check it in
+    # their own call whatever this says).
+    api_key_recheck_s: float = Field(default=5.0, ge=0)
+    # Per caller (user or API key) and endpoint: NAME=N/s|/min|/h, comma-separated; NAME=off or "off" for none.
+    rate_limits: str = "generate-video=5/min,generate-image=10/min"
+    # Outgoing webhooks: the wait for each delivery's answer, deliveries sent per run, and (tests and local
+    # development only) allowing http:// and private addresses.
+    webhook_timeout_s: float = Field(default=15.0, gt=0)
+    webhook_batch: int = Field(default=50, ge=1)
+    allow_private_webhook_urls: bool = False
     log_level: str = "INFO"
     # Operations. Operators (the console's operator page, GET operator-overview): user ids, comma-separated; a
     # user whose token's app_metadata.roles holds "operator" is one too.
@@ -164,6 +174,14 @@ class Settings(BaseSettings):
         if self.metrics_emf is not None:
             return self.metrics_emf
         return bool(self.aws_lambda_function_name)
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, value: str) -> str:
+        from shared.ratelimit import parse_limits
+
+        parse_limits(value)  # a ValueError names the offending entry at startup
+        return value
 
     def uses_transaction_pooler(self) -> bool:
         """True when DATABASE_URL goes through a transaction-mode pooler (DB_TRANSACTION_POOLER, else port 6543)."""

@@ -62,12 +62,14 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:=+/-]{1,128}$")
 _LOC_KINDS = ("body", "query", "header", "path", "cookie")
 CORS_HEADERS = {
     "access-control-allow-origin": "*",
-    "access-control-expose-headers": "x-request-id, idempotent-replayed, retry-after, location",
+    "access-control-expose-headers": (
+        "x-request-id, idempotent-replayed, retry-after, location, ratelimit, ratelimit-policy"
+    ),
 }
 PREFLIGHT_HEADERS = {
     "access-control-allow-origin": "*",
     "access-control-allow-methods": "GET, POST, PUT, OPTIONS",
-    "access-control-allow-headers": "authorization, content-type, idempotency-key, x-request-id",
+    "access-control-allow-headers": "authorization, content-type, idempotency-key, x-request-id, x-api-key",
     "access-control-max-age": "600",
 }
 
@@ -77,7 +79,7 @@ class Param:
     """A query parameter an endpoint reads: its type, whether it is required, its default and bounds."""
 
     name: str
-    kind: Literal["str", "int", "uuid"] = "str"
+    kind: Literal["str", "int", "uuid", "bool"] = "str"
     required: bool = False
     default: str | int | None = None
     minimum: int | None = None
@@ -95,6 +97,10 @@ class Param:
                 return uuid.UUID(raw)
             except ValueError:
                 raise errors.InvalidField(self.name, f"{self.name}: Input should be a valid UUID") from None
+        if self.kind == "bool":
+            if raw.lower() not in ("true", "false"):
+                raise errors.InvalidField(self.name, f"{self.name}: Input should be true or false")
+            return raw.lower() == "true"
         if self.kind == "int":
             try:
                 value = int(raw)
@@ -146,6 +152,10 @@ class Endpoint:
     aliases: tuple[str, ...] = ()  # more paths served by the same function, left out of the OpenAPI document
     max_body: int = DEFAULT_MAX_BODY  # bytes of request body read at most (413 beyond)
     response_headers: tuple[tuple[str, str], ...] = ()  # (name, description) of the success answer's headers
+    scope: str = (
+        "read"  # what an API key must be allowed to do to call it (an access token may do everything)
+    )
+    checks_key_in_call: bool = False  # its one procedure call checks the API key is live (no separate lookup)
 
     @property
     def name(self) -> str:
@@ -179,13 +189,14 @@ class Call:
         self.data: Any = None
         self.idempotency_key: str | None = None
         self._user: User | None = None
+        self.recheck_key = True  # whether a remembered API key must be checked again (see shared.api_keys)
         self.background: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
 
     @property
     def user(self) -> User:
         """The authenticated caller (endpoints with ``auth`` have one before ``run`` is called)."""
         if self._user is None:
-            self._user = current_user(self.headers.get("authorization"))
+            self._user = current_user(self.headers, recheck_key=self.recheck_key)
         return self._user
 
     def after(self, task: Callable[..., Any], *args: Any) -> None:
@@ -193,11 +204,18 @@ class Call:
         self.background.append((task, args))
 
 
-def current_user(authorization: str | None) -> User:
-    """The caller, from the Supabase access token in the Authorization header."""
+def current_user(headers: Mapping[str, str], *, recheck_key: bool = True) -> User:
+    """The caller: an API key (X-API-Key, or ``Authorization: Bearer i2v_sk_...``) or a Supabase access token."""
+    from shared import api_keys
     from shared.auth import bearer_token, verified_user
 
-    return verified_user(bearer_token(authorization))
+    key = headers.get("x-api-key", "").strip()
+    if key:
+        return api_keys.authenticate(key, recheck=recheck_key)
+    token = bearer_token(headers.get("authorization"))
+    if api_keys.looks_like_key(token):
+        return api_keys.authenticate(token, recheck=recheck_key)
+    return verified_user(token)
 
 
 def idempotency_key(raw: str | None) -> str:
@@ -476,7 +494,12 @@ def _span_attributes(call: Call) -> tracing.Attributes:
 
 def _run(endpoint: Endpoint, call: Call) -> Any:
     if endpoint.auth:
-        _ = call.user
+        call.recheck_key = not endpoint.checks_key_in_call
+        if not call.user.allows(endpoint.scope):
+            raise errors.InsufficientScope(
+                f"This API key's scopes do not include {endpoint.scope!r}, which {call.path} needs.",
+                scope=endpoint.scope,
+            )
     if endpoint.idempotency_key == "required":
         call.idempotency_key = idempotency_key(call.headers.get("idempotency-key"))
     elif endpoint.idempotency_key == "optional" and "idempotency-key" in call.headers:
@@ -509,7 +532,7 @@ def error_response(exc: Exception, request_id: str, path: str) -> Response:
             extra={"request_id": request_id, "code": err.code, "path": path},
             exc_info=err.__cause__ or err,
         )
-    headers = {"x-request-id": request_id}
+    headers = {"x-request-id": request_id, **err.headers}
     if "retry_after" in err.details:
         headers["retry-after"] = str(err.details["retry_after"])
     return Response(err.status, headers, _dumps(err.to_json(request_id)))

@@ -24,6 +24,9 @@ LAYERS: dict[str, int] = {
     "shared.http": 0,
     "shared.schemas": 0,
     "shared.limits": 0,
+    "shared.api_keys": 0,
+    "shared.ratelimit": 0,
+    "shared.team_schemas": 0,
     "shared.records": 0,
     "shared.web": 0,
     "shared.media": 1,
@@ -31,6 +34,8 @@ LAYERS: dict[str, int] = {
     "shared.billing": 3,
     "shared.jobs": 3,
     "shared.operations": 3,  # the operator overview: reads jobs, the ledger and this process's metrics
+    "shared.teams": 3,
+    "shared.webhooks": 3,
     "functions": 4,
 }
 

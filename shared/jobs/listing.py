@@ -41,22 +41,46 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise errors.InvalidField("cursor", "The cursor is not one this API returned.") from exc
 
 
-def list_videos(user: User, status: str | None, limit: int, cursor: str | None) -> VideoList:
-    """One page of the caller's video jobs, newest first, optionally of one status."""
-    jobs, next_cursor = _page(user, status, limit, cursor, "video")
+def list_videos(
+    user: User,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    *,
+    campaign_id: UUID | None = None,
+    client_id: UUID | None = None,
+) -> VideoList:
+    """One page of the caller's video jobs, newest first, optionally of one status, campaign or client."""
+    jobs, next_cursor = _page(user, status, limit, cursor, "video", campaign_id, client_id)
     return VideoList(videos=jobs, next_cursor=next_cursor)
 
 
-def list_jobs(user: User, kind: str | None, status: str | None, limit: int, cursor: str | None) -> JobList:
-    """One page of the caller's jobs (videos and images, or one kind), newest first, optionally of one status."""
+def list_jobs(
+    user: User,
+    kind: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    *,
+    campaign_id: UUID | None = None,
+    client_id: UUID | None = None,
+) -> JobList:
+    """One page of the caller's jobs (videos and images, or one kind), newest first, optionally of one status,
+    campaign or client."""
     if kind is not None and kind not in KINDS:
         raise errors.InvalidField("kind", f"Unknown kind {kind!r}.", allowed=list(KINDS))
-    jobs, next_cursor = _page(user, status, limit, cursor, kind)
+    jobs, next_cursor = _page(user, status, limit, cursor, kind, campaign_id, client_id)
     return JobList(jobs=jobs, next_cursor=next_cursor)
 
 
 def _page(
-    user: User, status: str | None, limit: int, cursor: str | None, kind: str | None
+    user: User,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    kind: str | None,
+    campaign_id: UUID | None = None,
+    client_id: UUID | None = None,
 ) -> tuple[list[VideoSummary], str | None]:
     if status is not None and status not in STATUSES:
         raise errors.InvalidField("status", f"Unknown status {status!r}.", allowed=STATUSES)
@@ -71,6 +95,8 @@ def _page(
         cursor_created=after[0],
         cursor_id=after[1],
         kind=kind,
+        campaign=campaign_id,
+        client=client_id,
     )
     jobs = [_summary(Job.from_record(record)) for record in page["jobs"]]
     nxt = page.get("next")

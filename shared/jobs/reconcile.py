@@ -19,6 +19,8 @@ from shared.records import Job, load_job
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.jobs.reconcile")
+#: Days a finished webhook delivery (and its attempts) stays in the delivery log.
+WEBHOOK_LOG_DAYS = 30
 
 
 def job_ref(job: Job) -> JobRef:
@@ -223,12 +225,23 @@ def cancel_remote(job_id: UUID, user_id: UUID) -> None:
 _CANCELED = ProviderUpdate(UpdateKind.CANCELED)
 
 
-def housekeeping(purge: bool = True) -> dict[str, int]:
-    """What every deployment runs on a schedule: reconcile, then purge expired idempotency keys and old Stripe
-    event ids (the scheduled reconciler and the local server both call this)."""
+def housekeeping(purge: bool = True, webhooks: bool = True) -> dict[str, int]:
+    """What every deployment runs on a schedule: reconcile, send due outgoing webhooks, then purge expired
+    idempotency keys, old Stripe event ids, quiet rate limiters and old finished webhook deliveries (the scheduled
+    reconciler and the local server both call this; on Lambda the deliver-webhooks schedule sends webhooks, so
+    the reconciler passes ``webhooks=False``)."""
+    from shared.webhooks import delivery
+
     counts = reconcile_once()
+    if webhooks:
+        for outcome, n in delivery.deliver_due().items():
+            counts[f"webhooks_{outcome}"] = n
     if purge:
         db = get_db()
         counts["purged_idempotency_keys"] = int(db.call("purge_idempotency_keys") or 0)
         counts["purged_stripe_events"] = int(db.call("purge_stripe_events") or 0)
+        counts["purged_rate_limits"] = int(db.call("purge_rate_limits") or 0)
+        counts["purged_webhook_deliveries"] = int(
+            db.call("purge_webhook_deliveries", days=WEBHOOK_LOG_DAYS) or 0
+        )
     return counts

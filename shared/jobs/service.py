@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from shared import errors
+from shared import errors, ratelimit
 from shared.auth import User
 from shared.billing import ledger as credits
 from shared.db import get_db
 from shared.jobs import lifecycle, routing
+from shared.jobs.refusals import REFUSALS as _REFUSALS
 from shared.media import images
 from shared.media.storage import get_storage
 from shared.media.uploads import GENERATED_PREFIX, UploadKey
@@ -28,6 +29,7 @@ from shared.settings import get_settings
 log = logging.getLogger("i2v.jobs")
 ENDPOINT = "POST /functions/v1/generate-video"
 IMAGE_ENDPOINT = "POST /functions/v1/generate-image"
+RATE_LIMIT_NAME = "generate-video"
 _SUBMIT_HOLD_S = 60
 
 
@@ -38,6 +40,7 @@ class Outcome:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def fingerprint(body: Any, endpoint: str = ENDPOINT) -> str:
@@ -295,6 +298,10 @@ def _start(user: User, key: str, print_: str, endpoint: str, p: Prepared, prompt
         ttl_s=settings.idempotency_ttl_s,
         hold_s=_SUBMIT_HOLD_S if p.provider.remote_submit else 0,
         upload_sha=p.upload_sha,
+        campaign=req.campaign_id,
+        api_key=user.api_key_id,
+        webhook_url=_webhook_url(req.webhook_url),
+        **_rate_params(user, settings.rate_limits),
     )
     result = get_db().call("start_generation", **params)
     if result["outcome"] == "upload_unverified":
@@ -315,10 +322,35 @@ def _start(user: User, key: str, print_: str, endpoint: str, p: Prepared, prompt
     return outcome
 
 
+def _rate_params(user: User, spec: str) -> dict[str, Any]:
+    """The limiter of this caller for generate-video (none when RATE_LIMITS leaves it unlimited)."""
+    limit = ratelimit.limit_for(spec, RATE_LIMIT_NAME)
+    if limit is None:
+        return {}
+    return dict(
+        rate_key=ratelimit.limiter_key(limit, user.id, user.api_key_id),
+        rate_limit=limit.count,
+        rate_window_s=limit.window_s,
+    )
+
+
+def _webhook_url(url: str | None) -> str | None:
+    """A request's own webhook URL, checked like every webhook destination (https, public address)."""
+    if url is None:
+        return None
+    from shared.webhooks.destinations import check_destination
+
+    check_destination(url, "webhook_url")
+    return url
+
+
 def _outcome(result: dict[str, Any], user_id: UUID) -> Outcome:
     kind = result["outcome"]
+    rate_headers = ratelimit.headers(result.get("rate"), RATE_LIMIT_NAME)
     if kind in ("created", "replay"):
-        return Outcome(int(result["status"]), result["body"], replayed=kind == "replay")
+        return Outcome(int(result["status"]), result["body"], replayed=kind == "replay", headers=rate_headers)
+    if kind in _REFUSALS:
+        raise _REFUSALS[kind](result, rate_headers)
     if kind == "mismatch":
         raise errors.IdempotencyKeyReused()
     if kind == "in_progress":
@@ -413,6 +445,8 @@ def status_view(job: Job) -> VideoStatus:
         images=[_image_out(image, ttl) for image in job.images] if job.images else None,
         provider=job.provider,
         credits_used=job.credits_used,
+        campaign_id=job.campaign_id,
+        client_id=job.client_id,
         created_at=job.created_at,
         updated_at=job.updated_at,
     )

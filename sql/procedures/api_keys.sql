@@ -6,7 +6,7 @@
 
 -- A new key for a user (the account is created on first use). Returns the key's row as the API lists it.
 create or replace function create_api_key(
-  p_user uuid, p_name text, p_prefix text, p_digest bytea, p_scopes text[], p_expires_at timestamptz,
+  p_user uuid, p_name text, p_prefix text, p_digest bytea, p_scopes jsonb, p_expires_at timestamptz,
   p_signup_credits bigint
 ) returns jsonb language plpgsql as $$
 declare
@@ -14,7 +14,7 @@ declare
 begin
   perform ensure_account(p_user, p_signup_credits);
   insert into api_keys (user_id, name, prefix, digest, scopes, expires_at)
-  values (p_user, p_name, p_prefix, p_digest, p_scopes, p_expires_at)
+  values (p_user, p_name, p_prefix, p_digest, array(select jsonb_array_elements_text(p_scopes)), p_expires_at)
   returning * into k;
   return api_key_record(k);
 end $$;

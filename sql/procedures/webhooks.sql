@@ -54,13 +54,13 @@ language sql stable as $$
 $$;
 
 create or replace function create_webhook_endpoint(
-  p_user uuid, p_url text, p_events text[], p_secret text, p_signup_credits bigint
+  p_user uuid, p_url text, p_events jsonb, p_secret text, p_signup_credits bigint
 ) returns jsonb language plpgsql as $$
 declare
   e webhook_endpoints%rowtype;
 begin
   perform ensure_account(p_user, p_signup_credits);
-  insert into webhook_endpoints (user_id, url, events, secret) values (p_user, p_url, p_events, p_secret)
+  insert into webhook_endpoints (user_id, url, events, secret) values (p_user, p_url, array(select jsonb_array_elements_text(p_events)), p_secret)
   returning * into e;
   return webhook_endpoint_record(e);
 end $$;

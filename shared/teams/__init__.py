@@ -1,0 +1,1 @@
+"""Teams and agencies: API keys, clients and campaigns."""

@@ -1,0 +1,1 @@
+"""Signed outgoing webhooks (Standard Webhooks): destinations, signatures, endpoints and delivery."""
