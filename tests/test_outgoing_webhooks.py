@@ -1,0 +1,180 @@
+"""Outgoing webhooks: job changes queue signed deliveries (Standard Webhooks), retried until a 2xx, logged."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from standardwebhooks import Webhook
+
+from shared.db import Database
+from shared.webhooks import delivery, signing
+from tests.conftest import Caller, configured, debit_job, wait_for
+from tests.teams_support import generate, video_body
+
+
+@dataclass
+class Receiver:
+    """A local HTTP endpoint answering the statuses queued in ``answers`` (then 204), recording each request."""
+
+    url: str
+    answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on a free local port (webhook URLs may be private for the test's duration)."""
+    state = Receiver("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            status, headers = state.answers.pop(0) if state.answers else (204, {})
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/i2v"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    with configured(ALLOW_PRIVATE_WEBHOOK_URLS="true"):
+        yield state
+    server.shutdown()
+    server.server_close()
+
+
+def _endpoint(caller: Caller, url: str, events: list[str]) -> dict[str, Any]:
+    resp = caller.http.post("/functions/v1/create-webhook-endpoint", json={"url": url, "events": events})
+    assert resp.status_code == 201, resp.text
+    created: dict[str, Any] = resp.json()
+    return created
+
+
+def _deliveries(caller: Caller, job_id: uuid.UUID | str) -> list[dict[str, Any]]:
+    page = caller.http.get("/functions/v1/list-webhook-deliveries", params={"job_id": str(job_id)}).json()
+    found: list[dict[str, Any]] = page["deliveries"]
+    return found
+
+
+def test_signatures_match_the_standard_webhooks_test_vector() -> None:
+    """Our v1 signature of the specification's example equals the published one."""
+    body = b'{"test": 2432232314}'
+    sig = signing.signature(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body
+    )
+    assert sig == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_a_failing_receiver_gets_the_event_again_until_it_accepts(
+    caller: Caller, db: Database, receiver: Receiver
+) -> None:
+    """A job that fails queues a job.failed event; the receiver answers 500, then 204 on the retry; both attempts
+    carry the same webhook-id, fresh signatures standardwebhooks verifies, and the log lists both."""
+    caller.grant(5)
+    endpoint = _endpoint(caller, receiver.url, ["job.failed", "job.completed"])
+    receiver.answers.append((500, {}))
+    job = debit_job(db, caller.id)
+    db.call("fail_job", job=job, error="provider said no", kind="provider")
+    assert delivery.deliver_due()["retrying"] >= 1
+    pending = _deliveries(caller, job)[0]
+    assert pending["state"] == "pending" and pending["last_status"] == 500 and pending["attempts"] == 1
+    wait_for(lambda: delivery.deliver_due()["delivered"], "the retry after ~5 s", timeout=30)
+    delivered = _deliveries(caller, job)[0]
+    assert delivered["state"] == "delivered" and [a["status"] for a in delivered["log"]] == [500, 204]
+    assert len(receiver.received) == 2
+    hook = Webhook(endpoint["secret"])
+    for headers, body in receiver.received:
+        assert headers["webhook-id"] == delivered["webhook_id"]
+        event = hook.verify(body, headers)
+        assert event["type"] == "job.failed" and event["data"]["job_id"] == str(job)
+        assert event["data"]["status"] == "failed" and event["data"]["error_message"] == "provider said no"
+
+
+def test_redelivery_sends_a_delivered_event_again(caller: Caller, db: Database, receiver: Receiver) -> None:
+    """redeliver-webhook sends a delivered event once more, with its webhook-id and a new timestamp."""
+    caller.grant(5)
+    _endpoint(caller, receiver.url, ["job.canceled"])
+    job = debit_job(db, caller.id)
+    db.call("cancel_job", user=caller.id, job=job)
+    delivery.deliver_due()
+    first = _deliveries(caller, job)[0]
+    assert first["state"] == "delivered"
+    again = caller.http.post("/functions/v1/redeliver-webhook", json={"delivery_id": first["id"]})
+    assert again.status_code == 200 and again.json()["state"] == "pending"
+    delivery.deliver_due()
+    assert [h["webhook-id"] for h, _ in receiver.received] == [first["webhook_id"]] * 2
+    assert _deliveries(caller, job)[0]["attempts"] == 2
+
+
+def test_a_request_webhook_url_gets_every_status_signed_with_the_account_secret(
+    caller: Caller, receiver: Receiver
+) -> None:
+    """generate-video with webhook_url: the local engine's job sends job.processing and job.completed there,
+    verified with the secret get-webhook-secret returns."""
+    caller.grant(5)
+    job_id = generate(caller.http, video_body(caller, webhook_url=receiver.url)).json()["job_id"]
+    wait_for(lambda: caller.status(job_id).json()["status"] == "completed", "the job to complete")
+    delivery.deliver_due()
+    secret = caller.http.get("/functions/v1/get-webhook-secret").json()["secret"]
+    types = [Webhook(secret).verify(body, headers)["type"] for headers, body in receiver.received]
+    assert types == ["job.processing", "job.completed"]
+
+
+def test_redirects_are_not_followed_and_410_disables_the_endpoint(
+    caller: Caller, db: Database, receiver: Receiver
+) -> None:
+    """A 302 is a failed attempt (its Location is never requested); a 410 Gone fails the delivery for good and
+    disables the endpoint."""
+    caller.grant(10)
+    endpoint = _endpoint(caller, receiver.url, ["job.failed"])
+    receiver.answers.extend([(302, {"location": "http://169.254.169.254/latest"}), (410, {})])
+    job = debit_job(db, caller.id)
+    db.call("fail_job", job=job, error="x", kind="provider")
+    delivery.deliver_due()
+    assert _deliveries(caller, job)[0]["last_status"] == 302 and len(receiver.received) == 1
+    caller.http.post(
+        "/functions/v1/redeliver-webhook", json={"delivery_id": _deliveries(caller, job)[0]["id"]}
+    )
+    delivery.deliver_due()
+    assert _deliveries(caller, job)[0]["state"] == "failed"
+    listed = caller.http.get("/functions/v1/list-webhook-endpoints").json()["endpoints"]
+    assert listed[0]["id"] == endpoint["id"] and listed[0]["disabled_at"] is not None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/hook",
+        "https://127.0.0.1/hook",
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/x",
+    ],
+)
+def test_private_or_plain_http_endpoints_are_refused(caller: Caller, url: str) -> None:
+    """create-webhook-endpoint refuses http:// and private, loopback and link-local addresses (400)."""
+    resp = caller.http.post(
+        "/functions/v1/create-webhook-endpoint", json={"url": url, "events": ["job.failed"]}
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["details"]["field"] == "url"
+
+
+def test_the_retry_schedule_backs_off_for_about_a_day() -> None:
+    """Retries wait longer each time, honour a longer Retry-After, and stop after about 24 hours."""
+    delays = [delivery.retry_delay(n) for n in range(1, len(delivery.RETRY_SCHEDULE_S) + 1)]
+    assert all(d is not None for d in delays) and delivery.retry_delay(len(delays) + 1) is None
+    total = sum(delivery.RETRY_SCHEDULE_S)
+    assert 20 * 3600 < total < 26 * 3600
+    assert delivery.retry_delay(1, retry_after=120) == 120
