@@ -88,7 +88,7 @@ def run(requests: int = 100) -> dict[str, Any]:
     out: dict[str, Any] = {"benchmark": "api_load", "machine": machine(), "scenarios": []}
     with FalEmulator() as fal:
         fal.set_plan(JobPlan(latency_s=3600, webhook=WebhookPlan(send=False)))
-        with local_stack(LOCAL_ENGINE_WORKERS="1", DB_POOL_SIZE="20", **fal.env()) as base:
+        with local_stack(LOCAL_ENGINE_WORKERS="1", DB_POOL_SIZE="20", RATE_LIMITS="off", **fal.env()) as base:
             out["scenarios"].append(
                 _scenario(base, "local-motion", {"duration": 1, "resolution": "480p"}, requests)
             )

@@ -13,6 +13,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS = {
     "engine": ["bench.engine_fps"],
     "api_load": ["bench.api_load"],
+    "teams_load": ["bench.teams_load"],
     "mirror": ["bench.mirror"],
     "bulk_makespan": ["bench.bulk_makespan"],
     "listing": ["bench.listing"],

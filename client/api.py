@@ -179,6 +179,11 @@ class I2VClient:
 
         return self.retrying(once, f"{self.base_url}/functions/v1/{name}", api=True)
 
+    def team_call(self, method: str, name: str, **kwargs: Any) -> dict[str, Any]:
+        """One call of a team endpoint (clients, campaigns, keys, webhooks) by its name, e.g. ``list-campaigns``."""
+        result: dict[str, Any] = self._call(method, name, **kwargs)
+        return result
+
     def health(self) -> dict[str, Any]:
         """GET health."""
         result: dict[str, Any] = self._call("GET", "health")

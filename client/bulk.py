@@ -50,6 +50,7 @@ class BulkOptions:
     dry_run: bool = False
     retry_failed: bool = False
     poll_interval: float = 1.0
+    campaign_id: str | None = None
 
 
 class BulkRun:
@@ -132,12 +133,15 @@ class BulkRun:
         self.manifest.put(entry.model_copy(update={"image": spec.image.name}))
 
     def _body(self, spec: JobSpec, image_url: str) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "model_id": spec.model,
             "prompt": spec.prompt,
             "image_url": image_url,
             "settings": spec.settings,
         }
+        if self.opts.campaign_id:
+            body["campaign_id"] = self.opts.campaign_id
+        return body
 
     def _quote(self, spec: JobSpec) -> dict[str, Any]:
         """Price one job (every job of a run has the same model and settings, hence the same price)."""

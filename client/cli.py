@@ -26,8 +26,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
 credits_app = typer.Typer(help="Your balance (no subcommand, via the API) and operator credit commands.")
+campaigns_app = typer.Typer(help="Clients and campaigns: budgets and spend.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(credits_app, name="credits")
+app.add_typer(campaigns_app, name="campaigns")
 console = Console(stderr=True)
 out = Console()
 ops.register(
@@ -376,6 +378,10 @@ def bulk(
     ] = False,
     retry_failed: Annotated[bool, typer.Option(help="Resubmit jobs that failed in an earlier run.")] = False,
     poll_interval: Annotated[float, typer.Option(help="Seconds between status checks.", min=0.05)] = 1.0,
+    campaign: Annotated[
+        str | None,
+        typer.Option(help="Campaign id: every job counts against its budget (i2v campaigns list)."),
+    ] = None,
     api_url: ApiUrl = DEFAULT_API_URL,
     token: Token = None,
 ) -> None:
@@ -396,6 +402,7 @@ def bulk(
         dry_run=dry_run,
         retry_failed=retry_failed,
         poll_interval=poll_interval,
+        campaign_id=campaign,
     )
     try:
         with _api(api_url, token) as api:
@@ -404,6 +411,92 @@ def bulk(
         console.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+@campaigns_app.command("list")
+def campaigns_list(
+    client: Annotated[str | None, typer.Option(help="Only this client's campaigns.")] = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """List your campaigns, newest first, with budget and spend."""
+    from client import render
+
+    with _api(api_url, token) as api:
+        items = api.team_call("GET", "list-campaigns", params={"client_id": client} if client else None)
+    render.print_json(items) if as_json else render.campaigns(out, items["campaigns"])
+
+
+@campaigns_app.command("show")
+def campaigns_show(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+) -> None:
+    """One campaign with its spend: credits spent and refunded, jobs by status, per model (JSON)."""
+    from client import render
+
+    with _api(api_url, token) as api:
+        render.print_json(api.team_call("GET", "get-campaign", params={"campaign_id": campaign_id}))
+
+
+@campaigns_app.command("create")
+def campaigns_create(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    client: Annotated[str, typer.Option(help="Client id (i2v campaigns clients).")],
+    budget: Annotated[int | None, typer.Option(help="Credit budget (none: no limit).", min=0)] = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+) -> None:
+    """Create a campaign of one of your clients (prints it as JSON)."""
+    from client import render
+
+    body: dict[str, object] = {"client_id": client, "name": name}
+    if budget is not None:
+        body["budget_credits"] = budget
+    with _api(api_url, token) as api:
+        render.print_json(api.team_call("POST", "create-campaign", json=body))
+
+
+@campaigns_app.command("update")
+def campaigns_update(
+    campaign_id: Annotated[str, typer.Argument(help="Campaign id.")],
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    budget: Annotated[int | None, typer.Option(help="New credit budget.", min=0)] = None,
+    no_budget: Annotated[bool, typer.Option("--no-budget", help="Remove the budget.")] = False,
+    archived: Annotated[bool | None, typer.Option("--archive/--restore", help="Archive or restore.")] = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+) -> None:
+    """Rename, re-budget, archive or restore a campaign (prints it as JSON)."""
+    from client import render
+
+    body: dict[str, object] = {"campaign_id": campaign_id}
+    body |= {
+        k: v
+        for k, v in {"name": name, "budget_credits": budget, "archived": archived}.items()
+        if v is not None
+    }
+    if no_budget:
+        body["budget_credits"] = None
+    with _api(api_url, token) as api:
+        render.print_json(api.team_call("POST", "update-campaign", json=body))
+
+
+@campaigns_app.command("clients")
+def campaigns_clients(
+    create: Annotated[str | None, typer.Option(help="Create a client with this name first.")] = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+) -> None:
+    """List your clients (JSON); --create NAME adds one first."""
+    from client import render
+
+    with _api(api_url, token) as api:
+        if create:
+            api.team_call("POST", "create-client", json={"name": create})
+        render.print_json(api.team_call("GET", "list-clients"))
 
 
 @app.command()

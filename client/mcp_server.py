@@ -32,6 +32,9 @@ WAIT_LIMIT_S = 50.0
 ImageRef = Annotated[str, Field(description="a local image file path (uploaded for free) or an http(s) URL")]
 Prompt = Annotated[str, Field(description="what the camera or scene should do")]
 ModelSlug = Annotated[str, Field(description="a model slug from list_models, e.g. local-motion")]
+CampaignId = Annotated[
+    str | None, Field(description="optional; one of your campaign ids: the job counts against its budget")
+]
 _TERMINAL = ("completed", "failed", "canceled")
 _MODEL_FIELDS = (
     "slug",
@@ -78,11 +81,16 @@ class I2VTools:
             return {"models": [{k: m.get(k) for k in _MODEL_FIELDS} for m in self.api.list_models()]}
 
     def quote_video(
-        self, image: ImageRef, prompt: Prompt, model: ModelSlug, settings: VideoSettings | None = None
+        self,
+        image: ImageRef,
+        prompt: Prompt,
+        model: ModelSlug,
+        settings: VideoSettings | None = None,
+        campaign_id: CampaignId = None,
     ) -> dict[str, Any]:
         """Price a video without charging: the credits it costs, the balance and the balance after."""
         with _tool_errors():
-            body, identity = self._request(image, prompt, model, settings)
+            body, identity = self._request(image, prompt, model, settings, campaign_id)
             quote = self.api.quote(body)
         self._remember(identity)
         return {**quote, "next_step": "confirm with the user, then call generate_video with confirm=true"}
@@ -93,6 +101,7 @@ class I2VTools:
         prompt: Prompt,
         model: ModelSlug,
         settings: VideoSettings | None = None,
+        campaign_id: CampaignId = None,
         confirm: Annotated[
             bool, Field(description="true only after the user accepted the quoted price")
         ] = False,
@@ -106,7 +115,7 @@ class I2VTools:
         retrying is safe; use a new request_id for another video from identical arguments.
         """
         with _tool_errors():
-            body, identity = self._request(image, prompt, model, settings)
+            body, identity = self._request(image, prompt, model, settings, campaign_id)
             if not confirm:
                 quote = self.api.quote(body)
                 self._remember(identity)
@@ -178,7 +187,12 @@ class I2VTools:
         return {"job_id": job_id, "path": str(saved.resolve()), "bytes": saved.stat().st_size}
 
     def _request(
-        self, image: str, prompt: str, model: str, settings: VideoSettings | None
+        self,
+        image: str,
+        prompt: str,
+        model: str,
+        settings: VideoSettings | None,
+        campaign_id: str | None = None,
     ) -> tuple[dict[str, Any], str]:
         """The generate-video body and an identity of the arguments (the image by content, not by path)."""
         values = settings.model_dump(exclude_none=True) if settings else {}
@@ -186,8 +200,17 @@ class I2VTools:
             image_url, image_id = image, image
         else:
             image_url, image_id = self._upload(image)
-        body = {"model_id": model, "prompt": prompt, "image_url": image_url, "settings": values}
-        identity = json.dumps([image_id, prompt, model, values], sort_keys=True, separators=(",", ":"))
+        body: dict[str, Any] = {
+            "model_id": model,
+            "prompt": prompt,
+            "image_url": image_url,
+            "settings": values,
+        }
+        parts: list[Any] = [image_id, prompt, model, values]
+        if campaign_id:
+            body["campaign_id"] = campaign_id
+            parts.append(campaign_id)
+        identity = json.dumps(parts, sort_keys=True, separators=(",", ":"))
         return body, identity
 
     def _upload(self, image: str) -> tuple[str, str]:

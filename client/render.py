@@ -109,6 +109,29 @@ def jobs(out: Console, videos: list[dict[str, Any]], next_cursor: str | None) ->
         out.print("more jobs: use --all (or --limit)")
 
 
+def campaigns(out: Console, items: list[dict[str, Any]]) -> None:
+    """Campaigns as a table: id, client, name, budget, spent and what is left."""
+    table = Table(title="i2v campaigns (newest first)")
+    add_typed_column(table, "campaign", (c["id"] for c in items))
+    add_typed_column(table, "client", (c["client_id"] for c in items))
+    table.add_column("name", overflow="fold", min_width=8)
+    for name in ("budget", "spent", "left"):
+        table.add_column(name, no_wrap=True, justify="right")
+    table.add_column("archived", no_wrap=True)
+    for c in items:
+        budget, left = c.get("budget_credits"), c.get("budget_remaining")
+        table.add_row(
+            c["id"],
+            c["client_id"],
+            c["name"],
+            "-" if budget is None else str(budget),
+            str(c["credits_spent"]),
+            "-" if left is None else str(left),
+            "yes" if c["archived"] else "",
+        )
+    out.print(table, crop=False)
+
+
 def job(out: Console, body: dict[str, Any]) -> None:
     """One job's status as aligned lines."""
     for key in (

@@ -131,3 +131,17 @@ def test_tables_show_ids_and_slugs_in_full(caller: Caller, stack: str) -> None:
     assert "1–10" in local, local
     for slug in ("local-motion", "kling-2.1-standard"):
         assert slug in models, models
+
+
+def test_campaigns_commands_create_list_and_budget(caller: Caller, stack: str) -> None:
+    """i2v campaigns clients --create, create --budget, list and update --no-budget work against the API."""
+    clients = _json(i2v(caller, stack, "campaigns", "clients", "--create", "Acme"))
+    client_id = clients["clients"][0]["id"]
+    made = _json(i2v(caller, stack, "campaigns", "create", "Spring", "--client", client_id, "--budget", "7"))
+    assert made["budget_credits"] == 7 and made["client_id"] == client_id
+    listed = i2v(caller, stack, "campaigns", "list", "--client", client_id, "--json")
+    assert [c["id"] for c in _json(listed)["campaigns"]] == [made["id"]]
+    table = i2v(caller, stack, "campaigns", "list")
+    assert table.exit_code == 0 and made["id"] in table.output
+    cleared = _json(i2v(caller, stack, "campaigns", "update", made["id"], "--no-budget", "--archive"))
+    assert cleared["budget_credits"] is None and cleared["archived"] is True
