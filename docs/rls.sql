@@ -69,8 +69,7 @@ end $$;
 
 -- 2. Reads: the caller's own rows; the catalog for everyone.
 grant select on accounts, credit_ledger, video_jobs, job_events, purchases, app_store_transactions, images,
-  clients, campaigns
-  to authenticated;
+  clients, campaigns to authenticated;
 grant select on models to anon, authenticated;
 
 drop policy if exists i2v_read_own_account on accounts;

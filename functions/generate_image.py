@@ -15,7 +15,7 @@ def generate_image(call: Call) -> Reply:
     outcome = jobs.start_image_generation(
         call.user, call.idempotency_key, body.model_dump(mode="json", exclude_unset=True), body
     )
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else dict(outcome.headers)
     if outcome.body.get("job_id"):
         headers["Location"] = f"/functions/v1/get-video-status?job_id={outcome.body['job_id']}"
     return Reply(outcome.body, status=outcome.status, headers=headers)
@@ -26,14 +26,24 @@ endpoint = Endpoint(
     "/functions/v1/generate-image",
     generate_image,
     tags=("images",),
+    scope="generate",
+    checks_key_in_call=True,
     idempotency_key="required",
     body="shared.schemas:GenerateImageRequest",
     response="shared.schemas:GenerateVideoResponse",
     status=202,
-    errors=(402, 403, 404, 409, 422),
+    errors=(402, 403, 404, 409, 422, 429),
     response_headers=(
         ("Location", "get-video-status of the job (relative URL), on the first answer and on a replay"),
         ("Idempotent-Replayed", "`true` when this is the stored answer to an earlier request with this key"),
+        (
+            "RateLimit-Policy",
+            'the caller\'s limit, e.g. `"generate-image";q=10;w=60` (absent when not limited)',
+        ),
+        (
+            "RateLimit",
+            'what is left of it, e.g. `"generate-image";r=9;t=60` (a 429 carries it and Retry-After)',
+        ),
     ),
 )
 handler = lambda_handler(endpoint)

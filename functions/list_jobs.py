@@ -13,7 +13,15 @@ def list_jobs(call: Call) -> Any:
     from shared.jobs import listing
 
     args = call.args
-    return listing.list_jobs(call.user, args["kind"], args["status"], args["limit"], args["cursor"])
+    return listing.list_jobs(
+        call.user,
+        args["kind"],
+        args["status"],
+        args["limit"],
+        args["cursor"],
+        campaign_id=args["campaign_id"],
+        client_id=args["client_id"],
+    )
 
 
 endpoint = Endpoint(
@@ -33,6 +41,8 @@ endpoint = Endpoint(
             description=f"jobs per page, 1-{LIST_PAGE_LIMIT}",
         ),
         Param("cursor", description="next_cursor of the previous page"),
+        Param("campaign_id", "uuid", description="only the jobs of this campaign of yours"),
+        Param("client_id", "uuid", description="only the jobs of this client of yours (all its campaigns)"),
     ),
     response="shared.schemas:JobList",
 )

@@ -89,6 +89,15 @@ class GenerateImageRequest(BaseModel):
         default=None, description="a video you generated: its last frame, as a reference"
     )
     settings: ImageSettings = Field(default_factory=ImageSettings)
+    campaign_id: UUID | None = Field(
+        default=None,
+        description="one of your campaigns: the job counts against its budget and shows in its spend",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="https URL sent a signed event (Standard Webhooks) on each change of the job's status",
+    )
 
 
 class GenerateVideoResponse(BaseModel):

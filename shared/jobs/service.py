@@ -30,6 +30,7 @@ log = logging.getLogger("i2v.jobs")
 ENDPOINT = "POST /functions/v1/generate-video"
 IMAGE_ENDPOINT = "POST /functions/v1/generate-image"
 RATE_LIMIT_NAME = "generate-video"
+IMAGE_RATE_LIMIT_NAME = "generate-image"
 _SUBMIT_HOLD_S = 60
 
 
@@ -263,16 +264,29 @@ def price(route: Route, resolved: dict[str, Any]) -> int:
 
 def start_generation(user: User, key: str, raw_body: Any, req: GenerateVideoRequest) -> Outcome:
     """Validate, then debit and create the job in one procedure call, then hand it to the provider."""
-    return _start(user, key, fingerprint(raw_body), ENDPOINT, prepare(user, req), req.prompt)
+    team = Team(req.campaign_id, req.webhook_url, RATE_LIMIT_NAME)
+    return _start(user, key, fingerprint(raw_body), ENDPOINT, prepare(user, req), req.prompt, team)
 
 
 def start_image_generation(user: User, key: str, raw_body: Any, req: GenerateImageRequest) -> Outcome:
     """generate-image: validate, then debit and create the image job in one procedure call, then submit it."""
     prepared = prepare_image(user, req)
-    return _start(user, key, fingerprint(raw_body, IMAGE_ENDPOINT), IMAGE_ENDPOINT, prepared, req.prompt)
+    team = Team(req.campaign_id, req.webhook_url, IMAGE_RATE_LIMIT_NAME)
+    return _start(
+        user, key, fingerprint(raw_body, IMAGE_ENDPOINT), IMAGE_ENDPOINT, prepared, req.prompt, team
+    )
 
 
-def _start(user: User, key: str, print_: str, endpoint: str, p: Prepared, prompt: str) -> Outcome:
+@dataclass(frozen=True)
+class Team:
+    """What a request adds for teams: its campaign, its own webhook URL, and the rate limit it counts against."""
+
+    campaign_id: UUID | None
+    webhook_url: str | None
+    rate_limit_name: str
+
+
+def _start(user: User, key: str, print_: str, endpoint: str, p: Prepared, prompt: str, team: Team) -> Outcome:
     settings = get_settings()
     params: dict[str, Any] = dict(
         user=user.id,
@@ -298,10 +312,10 @@ def _start(user: User, key: str, print_: str, endpoint: str, p: Prepared, prompt
         ttl_s=settings.idempotency_ttl_s,
         hold_s=_SUBMIT_HOLD_S if p.provider.remote_submit else 0,
         upload_sha=p.upload_sha,
-        campaign=req.campaign_id,
+        campaign=team.campaign_id,
         api_key=user.api_key_id,
-        webhook_url=_webhook_url(req.webhook_url),
-        **_rate_params(user, settings.rate_limits),
+        webhook_url=_webhook_url(team.webhook_url),
+        **_rate_params(user, settings.rate_limits, team.rate_limit_name),
     )
     result = get_db().call("start_generation", **params)
     if result["outcome"] == "upload_unverified":
@@ -309,7 +323,7 @@ def _start(user: User, key: str, print_: str, endpoint: str, p: Prepared, prompt
 
         uploads.verify_upload(user, str(p.upload_sha))
         result = get_db().call("start_generation", **params)
-    outcome = _outcome(result, user.id)
+    outcome = _outcome(result, user.id, team.rate_limit_name)
     if result["outcome"] == "created":
         job_id = UUID(outcome.body["job_id"])
         if p.stage is not None:  # the start image first
@@ -322,9 +336,9 @@ def _start(user: User, key: str, print_: str, endpoint: str, p: Prepared, prompt
     return outcome
 
 
-def _rate_params(user: User, spec: str) -> dict[str, Any]:
-    """The limiter of this caller for generate-video (none when RATE_LIMITS leaves it unlimited)."""
-    limit = ratelimit.limit_for(spec, RATE_LIMIT_NAME)
+def _rate_params(user: User, spec: str, name: str) -> dict[str, Any]:
+    """The limiter of this caller for an endpoint (none when RATE_LIMITS leaves it unlimited)."""
+    limit = ratelimit.limit_for(spec, name)
     if limit is None:
         return {}
     return dict(
@@ -344,9 +358,9 @@ def _webhook_url(url: str | None) -> str | None:
     return url
 
 
-def _outcome(result: dict[str, Any], user_id: UUID) -> Outcome:
+def _outcome(result: dict[str, Any], user_id: UUID, rate_limit_name: str) -> Outcome:
     kind = result["outcome"]
-    rate_headers = ratelimit.headers(result.get("rate"), RATE_LIMIT_NAME)
+    rate_headers = ratelimit.headers(result.get("rate"), rate_limit_name)
     if kind in ("created", "replay"):
         return Outcome(int(result["status"]), result["body"], replayed=kind == "replay", headers=rate_headers)
     if kind in _REFUSALS:
