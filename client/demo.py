@@ -21,7 +21,6 @@ from rich.table import Table
 
 from client.api import ApiError, I2VClient
 from client.media import video_filename
-from client.render import add_typed_column
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_USER = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
@@ -173,18 +172,20 @@ def run_demo(*, output_dir: str = "downloads", duration: int = 3) -> int:
 
 
 def _print_table(rows: list[dict[str, Any]], balance: int) -> None:
+    """One row per video; the files (or errors) are printed whole below it, one per line, to copy."""
     table = Table(title="i2v demo: local-motion videos")
-    for column in ("image", "prompt", "status", "credits", "seconds"):
+    for column in ("#", "start", "prompt", "status", "credits", "seconds"):
         table.add_column(column, overflow="fold")
-    add_typed_column(table, "file / error", (str(r.get("file") or r.get("error", "")) for r in rows))
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         table.add_row(
+            str(number),
             row["image"],
             row["prompt"],
             row.get("status", "?"),
             str(row.get("credits", "-")),
             str(row["seconds"]),
-            str(row.get("file") or row.get("error", "")),
         )
     console.print(table, crop=False)
+    for number, row in enumerate(rows, 1):
+        console.print(f"{number}. {row.get('file') or row.get('error', '')}", highlight=False, soft_wrap=True)
     console.print(f"credit balance after the demo: {balance} (user {DEMO_USER})", highlight=False)
