@@ -251,6 +251,10 @@ def generate(
     image_id: Annotated[
         str | None, typer.Option(help="An image made earlier (i2v image prints its id) as the start image.")
     ] = None,
+    video_id: Annotated[
+        str | None,
+        typer.Option(help="A video made earlier (its job id): continue the shot from its last frame."),
+    ] = None,
     model: Annotated[str, typer.Option(help="Model slug (i2v models lists them).")] = "local-motion",
     resolution: Annotated[str | None, typer.Option(help="e.g. 480p, 720p (model default if unset).")] = None,
     aspect_ratio: Annotated[str | None, typer.Option(help="e.g. 16:9, 9:16, 1:1.")] = None,
@@ -284,8 +288,9 @@ def generate(
         idempotency_key=idempotency_key,
         poll_interval=poll_interval,
         image_id=image_id,
+        video_id=video_id,
     )
-    if image is None and image_id is None and not prompt:
+    if image is None and image_id is None and video_id is None and not prompt:
         console.print("[red]Give an IMAGE, an --image-id, a --prompt, or several.[/red]")
         raise typer.Exit(2)
     try:

@@ -35,6 +35,7 @@ class GenerateOptions:
     poll_interval: float = 1.0
     timeout: float = 1800.0
     image_id: str | None = None  # an image made earlier (i2v image), as the start image
+    video_id: str | None = None  # a video made earlier: its last frame is the start image
 
 
 def upload(api: I2VClient, path: Path, console: Console) -> Upload:
@@ -64,6 +65,8 @@ def generate(api: I2VClient, opts: GenerateOptions, console: Console) -> dict[st
         body["image_url"] = url
     if opts.image_id:
         body["image_id"] = opts.image_id
+    if opts.video_id:
+        body["video_id"] = opts.video_id
     quote = api.quote(body)
     console.print(
         f"price: {quote['credits']} credits (balance {quote['balance']} → {quote['balance_after']})",
