@@ -292,6 +292,11 @@ class I2VClient:
         )
         return result
 
+    def quote_image(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST quote-image: what generate-image would charge for this body, and the balance after."""
+        result: dict[str, Any] = self._call("POST", "quote-image", json=body)
+        return result
+
     def generate_image(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         """POST generate-image with an Idempotency-Key."""
         result: dict[str, Any] = self._call(

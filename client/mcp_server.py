@@ -14,6 +14,7 @@ import inspect
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +66,15 @@ class VideoSettings(BaseModel):
     resolution: str | None = Field(default=None, description="e.g. 480p, 720p, 1080p, auto")
     aspect_ratio: str | None = Field(default=None, description="e.g. 16:9, 9:16, 1:1, auto")
     duration: int | None = Field(default=None, description="seconds")
+
+
+class ImageSettings(BaseModel):
+    """Image settings; list_models gives each image model's allowed values."""
+
+    model_config = ConfigDict(extra="allow")
+    aspect_ratio: str | None = Field(default=None, description="e.g. 1:1, 16:9, 9:16, auto")
+    output_format: str | None = Field(default=None, description="jpeg or png")
+    num_images: int | None = Field(default=None, description="how many images")
 
 
 class I2VTools:
@@ -213,6 +223,92 @@ class I2VTools:
         identity = json.dumps(parts, sort_keys=True, separators=(",", ":"))
         return body, identity
 
+    def quote_image(
+        self,
+        prompt: Annotated[
+            str, Field(description="what the image should show (or how to change the references)")
+        ],
+        model: Annotated[str, Field(description="an image model slug from list_models")] = "nano-banana",
+        references: Annotated[
+            list[str] | None,
+            Field(
+                description="images to edit: local file paths, http(s) URLs or image ids from earlier jobs"
+            ),
+        ] = None,
+        settings: ImageSettings | None = None,
+    ) -> dict[str, Any]:
+        """Price an image job without charging: the credits it costs, the balance and the balance after."""
+        with _tool_errors():
+            body, identity = self._image_request(prompt, model, references, settings)
+            quote = self.api.quote_image(body)
+        self._remember(identity)
+        return {**quote, "next_step": "confirm with the user, then call generate_image with confirm=true"}
+
+    def generate_image(
+        self,
+        prompt: Annotated[
+            str, Field(description="what the image should show (or how to change the references)")
+        ],
+        model: Annotated[str, Field(description="an image model slug from list_models")] = "nano-banana",
+        references: Annotated[
+            list[str] | None,
+            Field(
+                description="images to edit: local file paths, http(s) URLs or image ids from earlier jobs"
+            ),
+        ] = None,
+        settings: ImageSettings | None = None,
+        confirm: Annotated[
+            bool, Field(description="true only after the user accepted the quoted price")
+        ] = False,
+        request_id: Annotated[
+            str | None, Field(description="optional; a new value makes another job from the same arguments")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Start an image job (charged). Needs confirm=true after quote_image of the same arguments; follow it
+        with wait_for_video: once completed, its images carry image ids usable as references and as a video's
+        start image."""
+        with _tool_errors():
+            body, identity = self._image_request(prompt, model, references, settings)
+            if not confirm or not self._was_quoted(identity):
+                quote = self.api.quote_image(body)
+                self._remember(identity)
+                raise ToolError(
+                    f"Not submitted: these images cost {quote['credits']} credits (balance {quote['balance']}). "
+                    "Ask the user to confirm, then call generate_image again with the same arguments and "
+                    "confirm=true."
+                )
+            key = (
+                "i2v-mcp-image-" + hashlib.sha256(f"{identity}\n{request_id or ''}".encode()).hexdigest()[:40]
+            )
+            created = self.api.generate_image(body, key)
+        return {**created, "idempotency_key": key, "next_step": "call wait_for_video with this job_id"}
+
+    def _image_request(
+        self, prompt: str, model: str, references: list[str] | None, settings: ImageSettings | None
+    ) -> tuple[dict[str, Any], str]:
+        """The generate-image body and an identity of the arguments (files by content, not by path)."""
+        values = settings.model_dump(exclude_none=True) if settings else {}
+        body: dict[str, Any] = {"model_id": model, "prompt": prompt, "settings": values}
+        ids, urls, names = [], [], []
+        for ref in references or []:
+            try:
+                ids.append(str(uuid.UUID(ref)))
+                names.append(ids[-1])
+            except ValueError:
+                if ref.startswith(("http://", "https://")):
+                    urls.append(ref)
+                    names.append(ref)
+                else:
+                    url, content = self._upload(ref)
+                    urls.append(url)
+                    names.append(content)
+        if ids:
+            body["image_ids"] = ids
+        if urls:
+            body["image_urls"] = urls
+        identity = json.dumps(["image", names, prompt, model, values], sort_keys=True, separators=(",", ":"))
+        return body, identity
+
     def _upload(self, image: str) -> tuple[str, str]:
         path = Path(image).expanduser()
         try:
@@ -263,6 +359,8 @@ def build_server(api: I2VClient) -> MCPServer[Any]:
         tools.list_models,
         tools.quote_video,
         tools.generate_video,
+        tools.quote_image,
+        tools.generate_image,
         tools.get_video_status,
         tools.wait_for_video,
         tools.cancel_video,

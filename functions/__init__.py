@@ -29,6 +29,7 @@ HTTP_FUNCTIONS: tuple[str, ...] = (
     "list_jobs",
     "status",
     "quote",
+    "quote_image",
     "list_credit_packs",
     "create_checkout_session",
     "stripe_webhook",

@@ -51,7 +51,7 @@ def _data(result: CallToolResult) -> dict[str, Any]:
 
 
 def test_lists_the_tools(caller: Caller, stack: str) -> None:
-    """The server offers the eight i2v tools."""
+    """The server offers the ten i2v tools."""
 
     async def scenario(client: Client) -> set[str]:
         return {tool.name for tool in (await client.list_tools()).tools}
@@ -60,6 +60,8 @@ def test_lists_the_tools(caller: Caller, stack: str) -> None:
         "list_models",
         "quote_video",
         "generate_video",
+        "quote_image",
+        "generate_image",
         "get_video_status",
         "wait_for_video",
         "cancel_video",
@@ -191,3 +193,27 @@ def test_wait_returns_early_and_cancel_refunds(caller: Caller, stack: str) -> No
     waited, canceled = with_server(caller, stack, scenario)
     assert waited["done"] is False and waited["status"] in ("pending", "processing")
     assert canceled["status"] == "canceled" and caller.balance() == 10
+
+
+def test_an_image_is_quoted_confirmed_and_made(caller: Caller, stack: str) -> None:
+    """quote_image prices a local-card image; generate_image refuses without confirm, then makes it once (a retry
+    with the same arguments is the same job); wait_for_video returns its image id."""
+    caller.grant(5)
+    args = {"prompt": "A harbour at dawn", "model": "local-card", "settings": {"num_images": 2}}
+
+    async def scenario(
+        client: Client,
+    ) -> tuple[dict[str, Any], CallToolResult, dict[str, Any], dict[str, Any]]:
+        quote = _data(await client.call_tool("quote_image", args))
+        refused = await client.call_tool("generate_image", args)
+        created = _data(await client.call_tool("generate_image", {**args, "confirm": True}))
+        again = _data(await client.call_tool("generate_image", {**args, "confirm": True}))
+        assert again["job_id"] == created["job_id"]
+        done = _data(await client.call_tool("wait_for_video", {"job_id": created["job_id"]}))
+        return quote, refused, created, done
+
+    quote, refused, created, done = with_server(caller, stack, scenario)
+    assert done["job_id"] == created["job_id"] and quote["credits"] == 2 and quote["balance_after"] == 3
+    assert refused.is_error and "Not submitted" in _text(refused)
+    assert done["status"] == "completed" and len(done["images"]) == 2
+    assert caller.balance() == 3
