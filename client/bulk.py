@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from client.api import ApiError, I2VClient
-from client.bulk_inputs import JobSpec, job_matrix, read_prompts, scan_images
+from client.bulk_inputs import JobSpec, job_matrix, prompt_jobs, read_prompts, scan_images
 from client.manifest import Entry, Manifest, now_iso, write_json_atomic
 from client.media import download_video, sidecar_path, video_filename, video_tags
 from client.render import add_typed_column
@@ -41,7 +41,7 @@ class BulkOptions:
     """The options of one ``i2v bulk`` run."""
 
     prompts_file: Path
-    images_dir: Path
+    images_dir: Path | None  # None: a video from each prompt alone
     model: str
     settings: dict[str, Any]
     output_dir: Path = Path("downloads")
@@ -81,7 +81,7 @@ class BulkRun:
             self._prepare_entry(spec, retry=actions[spec.key] == "retry")
         with self._progress() as progress:
             self._upload(todo, progress)
-            self._submit([s for s in todo if s.image.sha256 in self.image_urls], progress)
+            self._submit([s for s in todo if s.image is None or s.image.sha256 in self.image_urls], progress)
             follow = [s for s in specs if self._entry(s).job_id and actions[s.key] not in ("done", "failed")]
             self._follow(follow, progress)
         return self._summary(specs)
@@ -91,6 +91,8 @@ class BulkRun:
     def _specs(self) -> list[JobSpec]:
         opts = self.opts
         prompts = read_prompts(opts.prompts_file)
+        if opts.images_dir is None:
+            return prompt_jobs(prompts, opts.model, opts.settings)
         images, skipped = scan_images(opts.images_dir)
         for item in skipped:
             self.console.print(f"[yellow]skipped {item.name}: {item.reason}[/yellow]")
@@ -101,8 +103,8 @@ class BulkRun:
         if entry is None:
             entry = Entry(
                 key=spec.key,
-                image=spec.image.name,
-                image_sha256=spec.image.sha256,
+                image=spec.image_name,
+                image_sha256=spec.image_sha256,
                 prompt=spec.prompt,
                 model=spec.model,
                 settings=spec.settings,
@@ -130,21 +132,20 @@ class BulkRun:
                     "file": None,
                 }
             )
-        self.manifest.put(entry.model_copy(update={"image": spec.image.name}))
+        self.manifest.put(entry.model_copy(update={"image": spec.image_name}))
 
-    def _body(self, spec: JobSpec, image_url: str) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model_id": spec.model,
-            "prompt": spec.prompt,
-            "image_url": image_url,
-            "settings": spec.settings,
-        }
+    def _body(self, spec: JobSpec, image_url: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"model_id": spec.model, "prompt": spec.prompt, "settings": spec.settings}
+        if image_url:
+            body["image_url"] = image_url
         if self.opts.campaign_id:
             body["campaign_id"] = self.opts.campaign_id
         return body
 
     def _quote(self, spec: JobSpec) -> dict[str, Any]:
         """Price one job (every job of a run has the same model and settings, hence the same price)."""
+        if spec.image is None:
+            return self.api.quote(self._body(spec, None))
         target = self.api.upload_target(spec.image.path.read_bytes(), spec.image.content_type)
         return self.api.quote(self._body(spec, target["image_url"]))
 
@@ -169,7 +170,7 @@ class BulkRun:
     ) -> None:
         table = Table(title=f"i2v bulk --dry-run: {len(specs)} jobs ({self.opts.model})")
         table.add_column("#")
-        add_typed_column(table, "image", (spec.image.name for spec in specs))
+        add_typed_column(table, "image", (spec.image_name for spec in specs))
         for column in ("prompt", "state", "credits"):
             table.add_column(column, overflow="fold")
         price = str(quote["credits"]) if quote else "-"
@@ -177,7 +178,7 @@ class BulkRun:
             action = actions[spec.key]
             table.add_row(
                 str(n),
-                spec.image.name,
+                spec.image_name,
                 _short(spec.prompt),
                 _LABELS[action],
                 price if action in ("submit", "retry") else "-",
@@ -209,7 +210,7 @@ class BulkRun:
         return ThreadPoolExecutor(max_workers=max(1, self.opts.concurrency), thread_name_prefix="i2v-bulk")
 
     def _upload(self, todo: list[JobSpec], progress: Progress) -> None:
-        images = {s.image.sha256: s.image for s in todo}
+        images = {s.image.sha256: s.image for s in todo if s.image is not None}
         task = progress.add_task("uploads", total=len(images))
 
         def upload(sha: str) -> None:
@@ -218,7 +219,7 @@ class BulkRun:
                 self.image_urls[sha] = self.api.upload_bytes(image.path.read_bytes(), image.content_type)
             except (ApiError, OSError) as exc:
                 for spec in todo:
-                    if spec.image.sha256 == sha:
+                    if spec.image_sha256 == sha:
                         self.manifest.update(spec.key, state="error", error=f"upload failed: {exc}")
             progress.advance(task)
 
@@ -236,7 +237,8 @@ class BulkRun:
             key = spec.idempotency_key(entry.attempt)
             self.manifest.update(spec.key, state="submitting", idempotency_key=key, submitted_at=now_iso())
             try:
-                created = self.api.generate(self._body(spec, self.image_urls[spec.image.sha256]), key)
+                url = self.image_urls[spec.image.sha256] if spec.image else None
+                created = self.api.generate(self._body(spec, url), key)
             except ApiError as exc:
                 if exc.code == "insufficient_credits":
                     self.refused = exc.message
@@ -325,7 +327,7 @@ class BulkRun:
     def _summary(self, specs: list[JobSpec]) -> int:
         table = Table(title=f"i2v bulk: {len(specs)} jobs ({self.opts.model})")
         entries = [self._entry(spec) for spec in specs]
-        add_typed_column(table, "image", (spec.image.name for spec in specs))
+        add_typed_column(table, "image", (spec.image_name for spec in specs))
         table.add_column("prompt", overflow="fold")
         add_typed_column(table, "job", (entry.job_id or "-" for entry in entries))
         for column in ("status", "credits"):
@@ -336,7 +338,7 @@ class BulkRun:
             entry = self._entry(spec)
             done += entry.state == "completed"
             table.add_row(
-                spec.image.name,
+                spec.image_name,
                 _short(spec.prompt),
                 entry.job_id or "-",
                 entry.state,
@@ -368,7 +370,7 @@ def _sidecar(entry: Entry, spec: JobSpec, job: dict[str, Any]) -> dict[str, Any]
         "prompt": spec.prompt,
         "model": spec.model,
         "settings": spec.settings,
-        "image": {"name": spec.image.name, "sha256": spec.image.sha256},
+        "image": {"name": spec.image_name, "sha256": spec.image_sha256 or None},
         "credits": entry.credits if entry.credits is not None else job.get("credits_used"),
         "idempotency_key": entry.idempotency_key,
         "file": entry.file,

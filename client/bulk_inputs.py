@@ -40,18 +40,28 @@ class Skipped:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One job of the matrix: an image, a prompt, the model and its settings."""
+    """One job of the matrix: an image (None: a video from the prompt alone), a prompt, the model, its settings."""
 
-    image: ImageFile
+    image: ImageFile | None
     prompt: str
     model: str
     settings: dict[str, Any]
 
     @property
+    def image_name(self) -> str:
+        """The image's file name, or ``(prompt)`` for a video from the prompt alone."""
+        return self.image.name if self.image else "(prompt)"
+
+    @property
+    def image_sha256(self) -> str:
+        """The image's content digest ("" without an image)."""
+        return self.image.sha256 if self.image else ""
+
+    @property
     def key(self) -> str:
         """A digest of the job's content: the same image, prompt, model and settings give the same key."""
         content = {
-            "image_sha256": self.image.sha256,
+            "image_sha256": self.image.sha256 if self.image else None,
             "prompt": self.prompt,
             "model": self.model,
             "settings": self.settings,
@@ -124,6 +134,15 @@ def scan_images(directory: Path) -> tuple[list[ImageFile], list[Skipped]]:
         else:
             skipped.append(result)
     return images, skipped
+
+
+def prompt_jobs(prompts: list[str], model: str, settings: dict[str, Any]) -> list[JobSpec]:
+    """A video from each prompt alone (its start image is made by the model's image model); duplicates dropped."""
+    specs: dict[str, JobSpec] = {}
+    for prompt in prompts:
+        spec = JobSpec(None, prompt, model, settings)
+        specs.setdefault(spec.key, spec)
+    return list(specs.values())
 
 
 def job_matrix(

@@ -366,8 +366,13 @@ def bulk(
     prompts_file: Annotated[
         Path, typer.Argument(help="Prompts, one a line; blank lines and # comments ignored.")
     ],
-    images_dir: Annotated[Path, typer.Option(help="Folder of jpg, jpeg, png and webp images.")],
     model: Annotated[str, typer.Option(help="Model slug (i2v models lists them).")],
+    images_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of jpg, jpeg, png and webp images; without it, a video from each prompt alone."
+        ),
+    ] = None,
     one_to_one: Annotated[bool, typer.Option(help="Pair the n-th image with the n-th prompt.")] = False,
     resolution: Annotated[str | None, typer.Option(help="e.g. 480p, 720p (model default if unset).")] = None,
     aspect_ratio: Annotated[str | None, typer.Option(help="e.g. 16:9, 9:16, 1:1.")] = None,

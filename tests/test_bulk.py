@@ -267,3 +267,24 @@ def test_png_fixture_is_a_png() -> None:
     """The broken-pixel image used above still has a valid PNG header (so the client uploads it)."""
     with Image.open(io.BytesIO(_png_with_broken_pixels())) as img:
         assert img.format == "PNG"
+
+
+def test_prompts_without_images_make_videos_from_the_prompts(
+    caller: Caller, stack: str, tmp_path: Path
+) -> None:
+    """Without --images-dir, every prompt becomes a video from the prompt alone (its title card made first),
+    each charged once and downloaded; a rerun charges and downloads nothing."""
+    caller.grant(10)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("A harbour at dawn, zoom in\nA city at night, pan right\n")
+    out = tmp_path / "out"
+    args = ["bulk", str(prompts), "--output-dir", str(out), *FAST, "--poll-interval", "0.2"]
+    env = {"I2V_API_URL": stack, "I2V_TOKEN": caller.token}
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    entries = list(_manifest(out).values())
+    assert {e["image"] for e in entries} == {"(prompt)"} and all(e["state"] == "completed" for e in entries)
+    assert sorted(NAME.match(e["file"]) is not None for e in entries) == [True, True]
+    assert caller.balance() == 10 - 2 * (1 + 1)  # a card (1) and one second of video (1) each
+    again = CliRunner().invoke(app, args, env=env)
+    assert again.exit_code == 0 and caller.balance() == 6
