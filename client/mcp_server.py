@@ -30,7 +30,13 @@ from client.bulk_inputs import sniff_content_type
 from client.media import download_video, video_filename, video_tags
 
 WAIT_LIMIT_S = 50.0
-ImageRef = Annotated[str, Field(description="a local image file path (uploaded for free) or an http(s) URL")]
+ImageRef = Annotated[
+    str,
+    Field(
+        description="a local image file path (uploaded for free), an http(s) URL, an image id from "
+        "generate_image, 'video:<job id>' to continue a video from its last frame, or '' for the prompt alone"
+    ),
+]
 Prompt = Annotated[str, Field(description="what the camera or scene should do")]
 ModelSlug = Annotated[str, Field(description="a model slug from list_models, e.g. local-motion")]
 CampaignId = Annotated[
@@ -206,16 +212,16 @@ class I2VTools:
     ) -> tuple[dict[str, Any], str]:
         """The generate-video body and an identity of the arguments (the image by content, not by path)."""
         values = settings.model_dump(exclude_none=True) if settings else {}
-        if image.startswith(("http://", "https://")):
-            image_url, image_id = image, image
-        else:
-            image_url, image_id = self._upload(image)
-        body: dict[str, Any] = {
-            "model_id": model,
-            "prompt": prompt,
-            "image_url": image_url,
-            "settings": values,
-        }
+        body: dict[str, Any] = {"model_id": model, "prompt": prompt, "settings": values}
+        image_id = image
+        if image.startswith("video:"):
+            body["video_id"] = image.removeprefix("video:")
+        elif _is_uuid(image):
+            body["image_id"] = image
+        elif image.startswith(("http://", "https://")):
+            body["image_url"] = image
+        elif image:
+            body["image_url"], image_id = self._upload(image)
         parts: list[Any] = [image_id, prompt, model, values]
         if campaign_id:
             body["campaign_id"] = campaign_id
@@ -327,6 +333,14 @@ class I2VTools:
     def _was_quoted(self, identity: str) -> bool:
         with self._lock:
             return identity in self._quoted
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 @contextmanager

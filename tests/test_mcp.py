@@ -217,3 +217,36 @@ def test_an_image_is_quoted_confirmed_and_made(caller: Caller, stack: str) -> No
     assert refused.is_error and "Not submitted" in _text(refused)
     assert done["status"] == "completed" and len(done["images"]) == 2
     assert caller.balance() == 3
+
+
+def test_generate_video_takes_references_and_a_prompt_alone(caller: Caller, stack: str) -> None:
+    """generate_video's image may be an image id, 'video:<job id>' (its last frame) or '' (the prompt alone):
+    each is quoted, confirmed and made."""
+    caller.grant(20)
+    fast = {"duration": 1, "resolution": "480p", "aspect_ratio": "16:9"}
+    image_args = {"prompt": "A harbour at dawn", "model": "local-card"}
+
+    async def scenario(client: Client) -> list[dict[str, Any]]:
+        await client.call_tool("quote_image", image_args)
+        made = _data(await client.call_tool("generate_image", {**image_args, "confirm": True}))
+        card = _data(await client.call_tool("wait_for_video", {"job_id": made["job_id"]}))
+        results = []
+        for image in (card["images"][0]["image_id"], ""):
+            args = {"image": image, "prompt": "slow zoom in", "model": "local-motion", "settings": fast}
+            await client.call_tool("quote_video", args)
+            job = _data(await client.call_tool("generate_video", {**args, "confirm": True}))
+            results.append(_data(await client.call_tool("wait_for_video", {"job_id": job["job_id"]})))
+        sequel = {
+            "image": f"video:{results[0]['job_id']}",
+            "prompt": "pan",
+            "model": "local-motion",
+            "settings": fast,
+        }
+        await client.call_tool("quote_video", sequel)
+        job = _data(await client.call_tool("generate_video", {**sequel, "confirm": True}))
+        results.append(_data(await client.call_tool("wait_for_video", {"job_id": job["job_id"]})))
+        return results
+
+    results = with_server(caller, stack, scenario)
+    assert [r["status"] for r in results] == ["completed"] * 3
+    assert results[1]["stage"] == "video" and len(results[1]["images"]) == 1
