@@ -20,18 +20,22 @@ begin
     raise exception 'a rate limit needs a positive count and window' using errcode = 'I2V04';
   end if;
   insert into rate_limit_hits (key, hits) values (p_key, '{}') on conflict (key) do nothing;
+  perform 1 from rate_limit_hits where key = p_key for update;
+  at := clock_timestamp();  -- after the lock: a concurrent request's hit is never later than "now"
   select array(select h from unnest(r.hits) h where h > at - make_interval(secs => p_window_s) order by h)
-    into recent from rate_limit_hits r where r.key = p_key for update;
+    into recent from rate_limit_hits r where r.key = p_key;
   n := cardinality(recent);
   if n >= p_limit then
     return jsonb_build_object(
       'allowed', false, 'limit', p_limit, 'window_s', p_window_s, 'remaining', 0,
-      'reset_s', greatest(1, ceil(extract(epoch from recent[n - p_limit + 1] + make_interval(secs => p_window_s) - at)))::int);
+      'reset_s', least(p_window_s, greatest(1, ceil(extract(epoch from
+                   recent[n - p_limit + 1] + make_interval(secs => p_window_s) - at)))::int));
   end if;
   return jsonb_build_object(
     'allowed', true, 'limit', p_limit, 'window_s', p_window_s, 'remaining', p_limit - n - 1,
     'reset_s', case when n = 0 then p_window_s
-                    else ceil(extract(epoch from recent[1] + make_interval(secs => p_window_s) - at))::int end);
+                    else least(p_window_s, ceil(extract(epoch from
+                           recent[1] + make_interval(secs => p_window_s) - at))::int) end);
 end $$;
 
 -- Record one accepted request (after rate_limit_check allowed it, in the same transaction).
