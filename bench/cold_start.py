@@ -51,6 +51,8 @@ NON_HTTP_EVENTS: dict[str, dict[str, Any]] = {
     "reconcile": {"version": "0", "source": "aws.events", "detail-type": "Scheduled Event"},
     # fal-webhook's hand-off of a job that is not there: claim_mirror finds nothing to copy
     "mirror_video": {"job_id": "00000000-0000-4000-8000-000000000001"},
+    # the scheduled sender of outgoing webhooks: one EventBridge event, nothing due on an empty database
+    "deliver_webhooks": {"version": "0", "source": "aws.events", "detail-type": "Scheduled Event"},
 }
 #: What each function's first authenticated request asks (query, body); everything else is its route's default.
 REQUESTS: dict[str, tuple[dict[str, str], dict[str, Any] | None]] = {
