@@ -39,6 +39,14 @@ ImageRef = Annotated[
 ]
 Prompt = Annotated[str, Field(description="what the camera or scene should do")]
 ModelSlug = Annotated[str, Field(description="a model slug from list_models, e.g. local-motion")]
+ImagePrompt = Annotated[
+    str, Field(description="what the image should show (or how to change the references)")
+]
+ImageModel = Annotated[str, Field(description="an image model slug from list_models")]
+References = Annotated[
+    list[str] | None,
+    Field(description="images to edit: local file paths, http(s) URLs or image ids from earlier jobs"),
+]
 CampaignId = Annotated[
     str | None, Field(description="optional; one of your campaign ids: the job counts against its budget")
 ]
@@ -231,16 +239,9 @@ class I2VTools:
 
     def quote_image(
         self,
-        prompt: Annotated[
-            str, Field(description="what the image should show (or how to change the references)")
-        ],
-        model: Annotated[str, Field(description="an image model slug from list_models")] = "nano-banana",
-        references: Annotated[
-            list[str] | None,
-            Field(
-                description="images to edit: local file paths, http(s) URLs or image ids from earlier jobs"
-            ),
-        ] = None,
+        prompt: ImagePrompt,
+        model: ImageModel = "nano-banana",
+        references: References = None,
         settings: ImageSettings | None = None,
     ) -> dict[str, Any]:
         """Price an image job without charging: the credits it costs, the balance and the balance after."""
@@ -252,16 +253,9 @@ class I2VTools:
 
     def generate_image(
         self,
-        prompt: Annotated[
-            str, Field(description="what the image should show (or how to change the references)")
-        ],
-        model: Annotated[str, Field(description="an image model slug from list_models")] = "nano-banana",
-        references: Annotated[
-            list[str] | None,
-            Field(
-                description="images to edit: local file paths, http(s) URLs or image ids from earlier jobs"
-            ),
-        ] = None,
+        prompt: ImagePrompt,
+        model: ImageModel = "nano-banana",
+        references: References = None,
         settings: ImageSettings | None = None,
         confirm: Annotated[
             bool, Field(description="true only after the user accepted the quoted price")

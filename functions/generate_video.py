@@ -17,10 +17,7 @@ def generate_video(call: Call) -> Reply:
     outcome = jobs.start_generation(
         call.user, call.idempotency_key, body.model_dump(mode="json", exclude_unset=True), body
     )
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else dict(outcome.headers)
-    if outcome.body.get("job_id"):
-        headers["Location"] = f"/functions/v1/get-video-status?job_id={outcome.body['job_id']}"
-    return Reply(outcome.body, status=outcome.status, headers=headers)
+    return Reply(outcome.body, status=outcome.status, headers=outcome.reply_headers())
 
 
 endpoint = Endpoint(

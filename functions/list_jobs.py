@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.limits import LIST_PAGE_LIMIT
+from functions.list_videos import endpoint as list_videos
 from shared.web import Call, Endpoint, Param, lambda_handler
 
 
@@ -31,18 +31,7 @@ endpoint = Endpoint(
     tags=("jobs",),
     params=(
         Param("kind", description="video|image (both when absent)"),
-        Param("status", description="pending|processing|completed|failed|canceled"),
-        Param(
-            "limit",
-            "int",
-            default=50,
-            minimum=1,
-            maximum=LIST_PAGE_LIMIT,
-            description=f"jobs per page, 1-{LIST_PAGE_LIMIT}",
-        ),
-        Param("cursor", description="next_cursor of the previous page"),
-        Param("campaign_id", "uuid", description="only the jobs of this campaign of yours"),
-        Param("client_id", "uuid", description="only the jobs of this client of yours (all its campaigns)"),
+        *list_videos.params,  # status, limit, cursor, campaign_id, client_id: as list-videos
     ),
     response="shared.schemas:JobList",
 )

@@ -214,6 +214,15 @@ def _retry_after(resp: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def json_field(resp: httpx.Response, name: str) -> Any:
+    """One field of a provider's JSON object answer (None when the body is not a JSON object or lacks it)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body.get(name) if isinstance(body, dict) else None
+
+
 def error_detail(resp: httpx.Response) -> str:
     """A short human message from a provider error body (FastAPI-style ``detail`` or plain text)."""
     try:

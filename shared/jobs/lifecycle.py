@@ -14,6 +14,7 @@ from shared.db import get_db
 from shared.media.storage import get_storage
 from shared.providers.base import JobRequest
 from shared.providers.registry import get_provider
+from shared.records import Job, load_job
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.jobs")
@@ -107,39 +108,22 @@ def _last_frame(video: Path, dest: Path) -> tuple[int, int] | None:
 
 
 def complete_with_images(
-    job_id: UUID,
-    user_id: UUID,
+    job: Job,
     files: list[Path],
     *,
     source_url: str | None = None,
     result: dict[str, Any] | None = None,
 ) -> bool:
     """Store a finished image job's images (each identified by its bytes, JPEG/PNG/WebP only) and a thumbnail of
-    the first, then mark the job completed with one images row per image."""
-    from shared.media import images as sniffing
-    from shared.media.uploads import generated_image_key
-    from shared.records import load_job
-
-    job = load_job(job_id)
-    if job is not None and job.stage == "image":
-        return _start_video_stage(job_id, user_id, files[0])
-    storage = get_storage()
-    max_pixels = get_settings().max_image_pixels
-    stored: list[dict[str, Any]] = []
-    thumb_key = None
-    for position, path in enumerate(files):
-        with path.open("rb") as fh:
-            info = sniffing.sniff_file(fh, max_pixels, field="output")
-        key = generated_image_key(user_id, job_id, position, sniffing.CONTENT_TYPES[info.content_type])
-        if position == 0:
-            thumb_key = _image_thumbnail(path, user_id, job_id)
-        storage.put_file(key, path, info.content_type, move=True)
-        stored.append(
-            {"key": key, "content_type": info.content_type, "width": info.width, "height": info.height}
-        )
+    the first, then mark the job completed with one images row per image. A video's image stage instead keeps
+    its one image and moves on to the video."""
+    if job.stage == "image":
+        return _start_video_stage(job, files[0])
+    thumb_key = _image_thumbnail(files[0], job.user_id, job.job_id)
+    stored = [_store_image(path, job.user_id, job.job_id, n) for n, path in enumerate(files)]
     done: bool = get_db().call(
         "complete_image_job",
-        job=job_id,
+        job=job.job_id,
         images=stored,
         thumbnail_key=thumb_key,
         source_url=source_url,
@@ -148,28 +132,37 @@ def complete_with_images(
     return done
 
 
-def _start_video_stage(job_id: UUID, user_id: UUID, image: Path) -> bool:
-    """A video from a prompt alone has its start image: keep it (the user paid for it), then submit the video
-    with it to the route chosen when the job was created. False when the job moved on meanwhile (canceled)."""
+def _store_image(path: Path, user_id: UUID, job_id: UUID, position: int) -> dict[str, Any]:
+    """Move one image a job made into storage under its generated key; what the images row records of it."""
     from shared.media import images as sniffing
     from shared.media.uploads import generated_image_key
-    from shared.providers.catalog import find_model
-    from shared.records import load_job
 
-    with image.open("rb") as fh:
+    with path.open("rb") as fh:
         info = sniffing.sniff_file(fh, get_settings().max_image_pixels, field="output")
-    storage = get_storage()
-    key = generated_image_key(user_id, job_id, 0, sniffing.CONTENT_TYPES[info.content_type])
-    storage.put_file(key, image, info.content_type, move=True)
-    facts = {"key": key, "content_type": info.content_type, "width": info.width, "height": info.height}
-    if not get_db().call("advance_to_video", job=job_id, image=facts, image_url=storage.ref_url(key)):
+    key = generated_image_key(user_id, job_id, position, sniffing.CONTENT_TYPES[info.content_type])
+    get_storage().put_file(key, path, info.content_type, move=True)
+    return {"key": key, "content_type": info.content_type, "width": info.width, "height": info.height}
+
+
+def _start_video_stage(job: Job, image: Path) -> bool:
+    """A video from a prompt alone has its start image: keep it (the user paid for it), then submit the video
+    with it to the route chosen when the job was created. False when the job moved on meanwhile (canceled)."""
+    from shared.providers.catalog import find_model
+
+    facts = _store_image(image, job.user_id, job.job_id, 0)
+    image_url = get_storage().ref_url(facts["key"])
+    if not get_db().call("advance_to_video", job=job.job_id, image=facts, image_url=image_url):
         return False
-    job = load_job(job_id)
-    assert job is not None
-    model = find_model(job.model)
-    route = model.route(job.provider, job.endpoint)
-    log.info("start image made; submitting the video", extra={"job_id": str(job_id)})
-    submit(JobRequest(job_id, user_id, model, route, job.prompt, job.image_url, job.current_settings))
+    advanced = load_job(job.job_id)  # at its video route now
+    assert advanced is not None
+    model = find_model(advanced.model)
+    route = model.route(advanced.provider, advanced.endpoint)
+    log.info("start image made; submitting the video", extra={"job_id": str(job.job_id)})
+    submit(
+        JobRequest(
+            job.job_id, job.user_id, model, route, advanced.prompt, image_url, advanced.current_settings
+        )
+    )
     return True
 
 

@@ -27,7 +27,7 @@ from shared.http import make_client
 from shared.jobs import lifecycle as jobs
 from shared.media import scratch
 from shared.providers import registry
-from shared.records import load_job
+from shared.records import Job, load_job
 from shared.settings import get_settings
 
 log = logging.getLogger("i2v.mirror")
@@ -149,7 +149,7 @@ def mirror_job(job_id: UUID) -> bool:
     started = time.perf_counter()
     try:
         if job.makes_images:
-            return _mirror_images(job.job_id, job.user_id, job.provider, job.output_urls or [job.result_url])
+            return _mirror_images(job, job.output_urls or [job.result_url])
         with scratch.work_dir() as tmp:
             video, thumb = Path(tmp) / "video.mp4", Path(tmp) / "thumb.jpg"
             headers = registry.get_provider(job.provider).output_headers(job.result_url)
@@ -179,7 +179,7 @@ def mirror_job(job_id: UUID) -> bool:
         return False
 
 
-def _mirror_images(job_id: UUID, user_id: UUID, provider: str, urls: list[str]) -> bool:
+def _mirror_images(job: Job, urls: list[str]) -> bool:
     """Copy each image of a finished image job into storage, then complete it (all or nothing)."""
     settings = get_settings()
     sizes = []
@@ -187,16 +187,14 @@ def _mirror_images(job_id: UUID, user_id: UUID, provider: str, urls: list[str]) 
         files = []
         for position, url in enumerate(urls):
             dest = Path(tmp) / f"{position}.img"
-            headers = registry.get_provider(provider).output_headers(url)
+            headers = registry.get_provider(job.provider).output_headers(url)
             sizes.append(
                 download(url, dest, max_bytes=settings.max_image_bytes, headers=headers, accept=_IMAGE_TYPES)
             )
             files.append(dest)
         try:
-            done = jobs.complete_with_images(
-                job_id, user_id, files, source_url=urls[0], result={"bytes": sizes}
-            )
+            done = jobs.complete_with_images(job, files, source_url=urls[0], result={"bytes": sizes})
         except errors.InvalidField as exc:  # not a JPEG/PNG/WebP: retried like any failed copy, then failed
             raise errors.MirrorError(f"The provider's file is not an image we keep: {exc.message}") from exc
-    log.info("mirrored", extra={"job_id": str(job_id), "bytes": sum(sizes), "images": len(urls)})
+    log.info("mirrored", extra={"job_id": str(job.job_id), "bytes": sum(sizes), "images": len(urls)})
     return done

@@ -11,26 +11,23 @@ from shared.schemas import GenerateImageRequest, GenerateVideoRequest, Quote
 
 def quote(user: User, req: GenerateVideoRequest) -> Quote:
     """Validate and price a request exactly as generate-video does, then read the balance (one call)."""
-    prepared = jobs.prepare(user, req)
-    balance = credits.summary(user, limit=1).balance
-    return Quote(
-        model=prepared.spec.slug,
-        provider=prepared.stage.video_route.provider if prepared.stage else prepared.route.provider,
-        parts={"image": prepared.stage.cost, "video": prepared.stage.video_cost} if prepared.stage else None,
-        credits=prepared.cost,
-        balance=balance,
-        balance_after=balance - prepared.cost,
-        settings=prepared.settings,
-    )
+    return _quote(user, jobs.prepare(user, req))
 
 
 def quote_image(user: User, req: GenerateImageRequest) -> Quote:
     """Validate and price an image request exactly as generate-image does, then read the balance."""
-    prepared = jobs.prepare_image(user, req)
+    return _quote(user, jobs.prepare_image(user, req))
+
+
+def _quote(user: User, prepared: jobs.Prepared) -> Quote:
+    """A prepared request's price beside the balance; a prompt-only video names its video's provider and both
+    parts."""
     balance = credits.summary(user, limit=1).balance
+    stage = prepared.stage
     return Quote(
         model=prepared.spec.slug,
-        provider=prepared.route.provider,
+        provider=stage.video_route.provider if stage else prepared.route.provider,
+        parts={"image": stage.cost, "video": stage.video_cost} if stage else None,
         credits=prepared.cost,
         balance=balance,
         balance_after=balance - prepared.cost,

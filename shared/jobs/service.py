@@ -36,12 +36,20 @@ _SUBMIT_HOLD_S = 60
 
 @dataclass(frozen=True)
 class Outcome:
-    """The HTTP answer to a generate-video request."""
+    """The HTTP answer to a generate-video or generate-image request."""
 
     status: int
     body: dict[str, Any]
     replayed: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+
+    def reply_headers(self) -> dict[str, str]:
+        """The answer's headers: rate-limit state (a replay says Idempotent-Replayed instead) and the Location
+        of the job's get-video-status."""
+        headers = {"Idempotent-Replayed": "true"} if self.replayed else dict(self.headers)
+        if self.body.get("job_id"):
+            headers["Location"] = f"/functions/v1/get-video-status?job_id={self.body['job_id']}"
+        return headers
 
 
 def fingerprint(body: Any, endpoint: str = ENDPOINT) -> str:

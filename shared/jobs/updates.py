@@ -122,9 +122,7 @@ def _complete_with_files(job_id: UUID, update: ProviderUpdate) -> Applied:
     if job is None:
         return Applied("unknown_job")
     if update.files.images:
-        done = jobs.complete_with_images(
-            job_id, job.user_id, list(update.files.images), result=update.files.facts
-        )
+        done = jobs.complete_with_images(job, list(update.files.images), result=update.files.facts)
         return Applied("completed" if done else "already_completed", job_id)
     if update.files.video is None:
         return Applied(_fail(job_id, ProviderUpdate(UpdateKind.FAILED, message="finished without output")))

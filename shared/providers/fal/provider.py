@@ -12,7 +12,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -169,7 +169,7 @@ class FalProvider(Provider):
         )
         if resp.status_code < 300:
             return "requested"
-        status = _json_field(resp, "status")
+        status = _http.json_field(resp, "status")
         if resp.status_code == 400 and status == "ALREADY_COMPLETED":
             return "already_completed"
         if resp.status_code == 404:
@@ -264,14 +264,6 @@ class FalProvider(Provider):
                 raise errors.ProviderUnavailable(
                     "Uploading the image to fal's CDN failed.", provider=self.name
                 ) from exc
-
-
-def _json_field(resp: httpx.Response, name: str) -> Any:
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    return body.get(name) if isinstance(body, dict) else None
 
 
 _provider: FalProvider | None = None

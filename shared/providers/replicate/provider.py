@@ -162,7 +162,7 @@ class ReplicateProvider(Provider):
             raise errors.ProviderError(
                 f"Replicate cancel failed: {_http.error_detail(resp)}", provider=self.name
             )
-        status = _field(resp, "status")
+        status = _http.json_field(resp, "status")
         return "already_completed" if status == "succeeded" else "requested"
 
     def find_submission(
@@ -233,7 +233,7 @@ class ReplicateProvider(Provider):
             if cached is not None and cached[0] == api and (not refresh or fresh_enough):
                 return cached[1]
             resp = self._call("GET", self._api("webhooks/default/secret"), idempotent=True)
-            key = _field(resp, "key") if resp.status_code == 200 else None
+            key = _http.json_field(resp, "key") if resp.status_code == 200 else None
             if not isinstance(key, str) or not key:
                 raise errors.ProviderUnavailable(
                     f"Replicate's webhook secret could not be read: {_http.error_detail(resp)}",
@@ -326,14 +326,6 @@ def _matches(prediction: Any, job: JobRequest, expected: dict[str, Any]) -> bool
         return f"job_id={job.job_id}" in hook
     inputs = prediction.get("input")
     return isinstance(inputs, dict) and _without_urls(inputs) == expected
-
-
-def _field(resp: httpx.Response, name: str) -> Any:
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    return body.get(name) if isinstance(body, dict) else None
 
 
 _provider: ReplicateProvider | None = None
