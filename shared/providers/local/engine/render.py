@@ -63,11 +63,11 @@ PROGRESS_EVERY = 8  # frames between progress callbacks
 PREFETCH = 2  # frames the drawing thread may run ahead of the encoder
 THUMB_QUALITY = 85
 
-# libx264 settings; colour tags match frames.to_yuv (BT.601 matrix, limited range).
-# mb-tree is off: with it, identical renders sometimes give different bitstreams (seen at 480x480 and
-# 480x854, even with threads=1, whenever frames reach the encoder at different moments); without it the
-# output is bit-identical run to run. It costs about a fifth more encoding time and a larger file.
-_X264_OPTIONS = {"preset": "veryfast", "crf": "20", "x264-params": "mbtree=0"}
+# libx264 settings; colour tags match frames.to_yuv (BT.601 matrix, limited range). x264's defaults
+# otherwise, mb-tree included, as ffmpeg uses them. The frames handed to the encoder are a pure function of
+# the inputs, but x264 with mb-tree does not always write the same bitstream for them: reruns decode to the
+# same pictures within the encoder's own noise (about 45 dB PSNR), not to identical bytes.
+_X264_OPTIONS = {"preset": "veryfast", "crf": "20"}
 _AVCOL_SPC_SMPTE170M = 6
 _AVCOL_RANGE_MPEG = 1
 
