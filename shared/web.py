@@ -337,9 +337,18 @@ def validation_error(problems: Iterable[Any]) -> errors.InvalidField:
     field_name = _field(first.get("loc", ())) or "body"
     return errors.InvalidField(
         field_name,
-        f"{field_name}: {first.get('msg', 'invalid value')}",
-        problems=[{"field": _field(i.get("loc", ())), "message": i.get("msg")} for i in items[:10]],
+        f"{field_name}: {_message(first)}",
+        problems=[{"field": _field(i.get("loc", ())) or "body", "message": _message(i)} for i in items[:10]],
     )
+
+
+#: pydantic's wording for a wrong container names our model classes; say what JSON was expected instead.
+_TYPE_MESSAGES = {"model_type": "must be a JSON object", "dict_type": "must be a JSON object"}
+
+
+def _message(problem: Any) -> str:
+    """The problem's message, in terms of JSON rather than of the model classes that read it."""
+    return _TYPE_MESSAGES.get(problem.get("type", ""), problem.get("msg") or "invalid value")
 
 
 def _field(loc: Iterable[Any]) -> str:

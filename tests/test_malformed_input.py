@@ -297,3 +297,21 @@ def test_oversized_headers_get_a_json_431_not_a_reset(stack: str) -> None:
     status, headers, body = _raw_exchange(stack, request)
     assert status == 431 and headers["connection"] == "close"
     assert body["error"]["code"] == "bad_request" and body["error"]["details"]["max_bytes"] == 16384
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        (GENERATE, "[1, 2]", "body"),
+        ("/functions/v1/generate-image", '"a prompt"', "body"),
+        (GENERATE, '{"model_id": "local-motion", "settings": []}', "settings"),
+        ("/functions/v1/generate-image", '{"model_id": "local-card", "prompt": "x", "settings": 3}', "settings"),
+    ],
+)
+def test_a_value_that_should_be_an_object_is_named_in_json_terms(
+    caller: Caller, path: str, raw: str, field: str
+) -> None:
+    """A body or settings that is not a JSON object is a 400 saying so, without naming internal classes."""
+    err = _error(_post_raw(caller, path, raw), 400, field)
+    assert err["message"] == f"{field}: must be a JSON object"
+    assert "instance" not in json.dumps(err)
