@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.web import Call, Endpoint, Reply, lambda_handler
+from shared.web import Call, Endpoint, Reply, billed_start_headers, lambda_handler
 
 
 def generate_video(call: Call) -> Reply:
@@ -32,17 +32,6 @@ endpoint = Endpoint(
     response="shared.schemas:GenerateVideoResponse",
     status=202,
     errors=(402, 403, 404, 409, 422, 429),
-    response_headers=(
-        ("Location", "get-video-status of the job (relative URL), on the first answer and on a replay"),
-        ("Idempotent-Replayed", "`true` when this is the stored answer to an earlier request with this key"),
-        (
-            "RateLimit-Policy",
-            'the caller\'s limit, e.g. `"generate-video";q=5;w=60` (absent when not limited)',
-        ),
-        (
-            "RateLimit",
-            'what is left of it, e.g. `"generate-video";r=4;t=60` (a 429 carries it and Retry-After)',
-        ),
-    ),
+    response_headers=billed_start_headers("generate-video", 5),
 )
 handler = lambda_handler(endpoint)

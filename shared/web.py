@@ -168,6 +168,23 @@ class Endpoint:
         return (self.path, *self.aliases)
 
 
+def billed_start_headers(name: str, limit: int) -> tuple[tuple[str, str], ...]:
+    """The documented headers of an answer that starts a billed job under an Idempotency-Key and a rate limit
+    named ``name`` (``limit`` requests a minute by default): where to poll, replay, and what is left."""
+    return (
+        ("Location", "get-video-status of the job (relative URL), on the first answer and on a replay"),
+        ("Idempotent-Replayed", "`true` when this is the stored answer to an earlier request with this key"),
+        (
+            "RateLimit-Policy",
+            f'the caller\'s limit, e.g. `"{name}";q={limit};w=60` (absent when not limited)',
+        ),
+        (
+            "RateLimit",
+            f'what is left of it, e.g. `"{name}";r={limit - 1};t=60` (a 429 carries it and Retry-After)',
+        ),
+    )
+
+
 def load_model(ref: str) -> Any:
     """The class named by ``"module:Class"``."""
     module, _, name = ref.partition(":")
