@@ -253,24 +253,30 @@ class I2VClient:
         result: dict[str, Any] = self._call("POST", "quote", json=body)
         return result
 
-    def list_videos(
-        self, status: str | None = None, limit: int = 50, cursor: str | None = None
+    def list_jobs(
+        self,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> dict[str, Any]:
-        """GET list-videos: one page of the caller's jobs, newest first, and ``next_cursor``."""
+        """GET list-jobs: one page of the caller's jobs (``kind`` video or image; both when None), newest first,
+        and ``next_cursor``."""
         params: dict[str, Any] = {"limit": limit}
-        if status:
-            params["status"] = status
-        if cursor:
-            params["cursor"] = cursor
-        result: dict[str, Any] = self._call("GET", "list-videos", params=params)
+        for name, value in (("kind", kind), ("status", status), ("cursor", cursor)):
+            if value:
+                params[name] = value
+        result: dict[str, Any] = self._call("GET", "list-jobs", params=params)
         return result
 
-    def iter_videos(self, status: str | None = None, page_size: int = 200) -> Iterator[dict[str, Any]]:
-        """Every job of the caller, newest first, following the cursor page by page."""
+    def iter_jobs(
+        self, kind: str | None = None, status: str | None = None, page_size: int = 200
+    ) -> Iterator[dict[str, Any]]:
+        """Every job of the caller (of ``kind``, or both), newest first, following the cursor page by page."""
         cursor: str | None = None
         while True:
-            page = self.list_videos(status, page_size, cursor)
-            yield from page["videos"]
+            page = self.list_jobs(kind, status, page_size, cursor)
+            yield from page["jobs"]
             cursor = page["next_cursor"]
             if not cursor:
                 return

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -130,10 +131,20 @@ def credits_balance(
     render.print_json(body) if as_json else render.credits(out, body)
 
 
+class JobKind(StrEnum):
+    """Which jobs ``i2v jobs`` lists."""
+
+    video = "video"
+    image = "image"
+
+
 @app.command()
 def jobs(
     status: Annotated[
         str | None, typer.Option(help="Only this status: pending, processing, completed, ...")
+    ] = None,
+    kind: Annotated[
+        JobKind | None, typer.Option(help="Only videos or only images (both when absent).")
     ] = None,
     limit: Annotated[int, typer.Option(help="Jobs per page.", min=1, max=200)] = 20,
     all_pages: Annotated[bool, typer.Option("--all", help="Every job, page after page.")] = False,
@@ -141,19 +152,20 @@ def jobs(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """List your jobs, newest first."""
+    """List your jobs (videos and images), newest first."""
     from client import render
 
+    kind_name = kind.value if kind else None
     with _api(api_url, token) as api:
         if all_pages:
-            videos, cursor = list(api.iter_videos(status)), None
+            items, cursor = list(api.iter_jobs(kind_name, status)), None
         else:
-            page = api.list_videos(status, limit)
-            videos, cursor = page["videos"], page["next_cursor"]
+            page = api.list_jobs(kind_name, status, limit)
+            items, cursor = page["jobs"], page["next_cursor"]
     if as_json:
-        render.print_json({"videos": videos, "next_cursor": cursor})
+        render.print_json({"jobs": items, "next_cursor": cursor})
     else:
-        render.jobs(out, videos, cursor)
+        render.jobs(out, items, cursor)
 
 
 @app.command()

@@ -86,11 +86,12 @@ def credits(out: Console, body: dict[str, Any]) -> None:
 
 
 def jobs(out: Console, videos: list[dict[str, Any]], next_cursor: str | None) -> None:
-    """A page of jobs as a table."""
+    """A page of jobs (videos and images) as a table."""
     table = Table(title="i2v jobs (newest first)")
     add_typed_column(table, "job", (v["job_id"] for v in videos))
     add_typed_column(table, "status", (v["status"] for v in videos))
     add_typed_column(table, "model", (v.get("model") or "" for v in videos))
+    table.add_column("kind", no_wrap=True, min_width=5)
     table.add_column("credits", no_wrap=True, min_width=7)
     table.add_column("created", no_wrap=True, min_width=16)
     table.add_column("prompt", overflow="fold", min_width=12)
@@ -100,6 +101,7 @@ def jobs(out: Console, videos: list[dict[str, Any]], next_cursor: str | None) ->
             v["job_id"],
             v["status"],
             v.get("model") or "",
+            v.get("kind") or "video",
             str(v.get("credits_used", "")),
             (v.get("created_at") or "")[:16].replace("T", " "),
             prompt if len(prompt) <= 40 else prompt[:39] + "…",

@@ -53,13 +53,38 @@ def test_jobs_status_and_download(caller: Caller, stack: str, tmp_path: Path) ->
     """A finished job is listed, its status shown, and its video downloaded with the job id in its tags."""
     job_id = _finished_job(caller)
     listed = _json(i2v(caller, stack, "jobs", "--status", "completed", "--json"))
-    assert [v["job_id"] for v in listed["videos"]] == [job_id] and listed["next_cursor"] is None
+    assert [v["job_id"] for v in listed["jobs"]] == [job_id] and listed["next_cursor"] is None
     assert _json(i2v(caller, stack, "status", job_id, "--json"))["status"] == "completed"
     saved = _json(i2v(caller, stack, "download", job_id, "--output-dir", str(tmp_path), "--json"))
     path = Path(saved["path"])
     assert path.name.startswith(f"{job_id}_local-motion_") and path.stat().st_size == saved["bytes"]
     with av.open(str(path)) as container:
         assert job_id in container.metadata["comment"]
+
+
+def test_jobs_lists_images_beside_videos_and_filters_by_kind(caller: Caller, stack: str) -> None:
+    """``i2v jobs`` shows image jobs too; ``--kind`` keeps one kind, and the table names each row's kind."""
+    video_id = _finished_job(caller)
+    caller.grant(1)
+    image = caller.http.post(
+        "/functions/v1/generate-image",
+        json={"model_id": "local-card", "prompt": "a title"},
+        headers={"Idempotency-Key": "cli-image"},
+    )
+    assert image.status_code == 202, image.text
+    image_id = image.json()["job_id"]
+    every = _json(i2v(caller, stack, "jobs", "--all", "--json"))["jobs"]
+    assert [(j["job_id"], j["kind"]) for j in every] == [(image_id, "image"), (video_id, "video")]
+    assert [j["job_id"] for j in _json(i2v(caller, stack, "jobs", "--kind", "image", "--json"))["jobs"]] == [
+        image_id
+    ]
+    assert [j["job_id"] for j in _json(i2v(caller, stack, "jobs", "--kind", "video", "--json"))["jobs"]] == [
+        video_id
+    ]
+    table = i2v(caller, stack, "jobs")
+    assert table.exit_code == 0 and "image" in table.output and "local-card" in table.output
+    refused = i2v(caller, stack, "jobs", "--kind", "audio")
+    assert refused.exit_code == 2 and "audio" in refused.output
 
 
 def test_cancel_of_a_finished_job_explains_the_refusal(caller: Caller, stack: str) -> None:
