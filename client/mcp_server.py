@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -156,6 +156,19 @@ class I2VTools:
             key = "i2v-mcp-" + hashlib.sha256(f"{identity}\n{request_id or ''}".encode()).hexdigest()[:48]
             created = self.api.generate(body, key)
         return {**created, "idempotency_key": key, "next_step": "call wait_for_video with this job_id"}
+
+    def list_jobs(
+        self,
+        kind: Literal["video", "image"] | None = None,
+        status: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """The caller's jobs, newest first: videos and images (or one ``kind``), optionally of one ``status``
+        (pending, processing, completed, failed, canceled). A video's job_id continues it (``video:<job_id>``);
+        an image's image_id starts a video. Pass ``next_cursor`` back as ``cursor`` for the next page."""
+        with _tool_errors():
+            return self.api.list_jobs(kind, status, max(1, min(limit, 200)), cursor)
 
     def get_video_status(self, job_id: str) -> dict[str, Any]:
         """The job's status, progress, error and (once completed) video and thumbnail URLs."""
@@ -369,6 +382,7 @@ def build_server(api: I2VClient) -> MCPServer[Any]:
         tools.generate_video,
         tools.quote_image,
         tools.generate_image,
+        tools.list_jobs,
         tools.get_video_status,
         tools.wait_for_video,
         tools.cancel_video,

@@ -62,6 +62,7 @@ def test_lists_the_tools(caller: Caller, stack: str) -> None:
         "generate_video",
         "quote_image",
         "generate_image",
+        "list_jobs",
         "get_video_status",
         "wait_for_video",
         "cancel_video",
@@ -250,3 +251,28 @@ def test_generate_video_takes_references_and_a_prompt_alone(caller: Caller, stac
     results = with_server(caller, stack, scenario)
     assert [r["status"] for r in results] == ["completed"] * 3
     assert results[1]["stage"] == "video" and len(results[1]["images"]) == 1
+
+
+def test_list_jobs_finds_earlier_videos_and_images(caller: Caller, stack: str) -> None:
+    """list_jobs returns the caller's jobs newest first, of both kinds or one, so an agent can pick one to reuse."""
+    caller.grant(10)
+    video = caller.generate(
+        model_id="local-motion", prompt="zoom", image_url=caller.upload(), settings=FAST
+    ).json()
+    image = caller.http.post(
+        "/functions/v1/generate-image",
+        json={"model_id": "local-card", "prompt": "a title"},
+        headers={"Idempotency-Key": "mcp-list"},
+    ).json()
+
+    async def scenario(client: Client) -> tuple[dict[str, Any], dict[str, Any], CallToolResult]:
+        both = _data(await client.call_tool("list_jobs", {}))
+        images = _data(await client.call_tool("list_jobs", {"kind": "image"}))
+        wrong = await client.call_tool("list_jobs", {"kind": "audio"})
+        return both, images, wrong
+
+    both, images, wrong = with_server(caller, stack, scenario)
+    assert [j["job_id"] for j in both["jobs"]] == [image["job_id"], video["job_id"]]
+    assert [j["kind"] for j in both["jobs"]] == ["image", "video"]
+    assert [j["job_id"] for j in images["jobs"]] == [image["job_id"]]
+    assert wrong.is_error
