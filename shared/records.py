@@ -52,7 +52,9 @@ class Job:
     late_delivery: bool = False
     request_id: str | None = None
     urls: dict[str, Any] = field(default_factory=dict)
-    provider_status: str | None = None
+    provider_status: str | None = (
+        None  # queued | running | succeeded | submit_unknown (our words, whatever the provider)
+    )
     result_url: str | None = None
     mirror_attempts: int = 0
     output_urls: list[str] | None = None  # an image job's output URLs at its provider

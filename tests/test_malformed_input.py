@@ -305,7 +305,11 @@ def test_oversized_headers_get_a_json_431_not_a_reset(stack: str) -> None:
         (GENERATE, "[1, 2]", "body"),
         ("/functions/v1/generate-image", '"a prompt"', "body"),
         (GENERATE, '{"model_id": "local-motion", "settings": []}', "settings"),
-        ("/functions/v1/generate-image", '{"model_id": "local-card", "prompt": "x", "settings": 3}', "settings"),
+        (
+            "/functions/v1/generate-image",
+            '{"model_id": "local-card", "prompt": "x", "settings": 3}',
+            "settings",
+        ),
     ],
 )
 def test_a_value_that_should_be_an_object_is_named_in_json_terms(

@@ -247,3 +247,33 @@ def test_an_unknown_procedure_constant_is_refused() -> None:
     """A procedure file naming a constant shared.limits does not define cannot be applied."""
     with pytest.raises(MigrationError, match="NO_SUCH_LIMIT"):
         render_procedures("select {{NO_SUCH_LIMIT}};")
+
+
+def test_provider_status_is_rewritten_in_our_own_words(fresh_db: Database, tmp_path: Path) -> None:
+    """Jobs stored with a provider's own status words before 0015 read 'queued', 'running' and 'submit_unknown'
+    after it (and COMPLETED, succeeded); the column refuses any other word from then on."""
+    before = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, before)
+    (before / "0015_provider_status_words.sql").unlink()
+    migrate(fresh_db, before)
+    sync_models(fresh_db)
+    user = uuid.uuid4()
+    fresh_db.call("ensure_account", user=user, signup_credits=0)
+    old_words = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "SUBMIT_UNKNOWN", None)
+    with fresh_db.transaction() as tx:
+        model = tx.query("select id, slug from models where slug = 'local-motion'")[0]
+        ids = [
+            tx.query(
+                "insert into video_jobs (user_id, model_id, model_slug, provider, status, prompt, credits_used,"
+                " provider_status) values (%s, %s, %s, 'local', 'pending', 'p', 1, %s) returning id",
+                (user, model[0], model[1], word),
+            )[0][0]
+            for word in old_words
+        ]
+    assert migrate(fresh_db) == ["0015_provider_status_words.sql"]
+    with fresh_db.transaction() as tx:
+        rows = dict(tx.query("select id, provider_status from video_jobs where id = any(%s)", (ids,)))
+    assert [rows[i] for i in ids] == ["queued", "running", "succeeded", "submit_unknown", None]
+    with pytest.raises(errors.I2VError) as refused, fresh_db.transaction() as tx:
+        tx.query("update video_jobs set provider_status = 'IN_QUEUE' where id = %s", (ids[0],))
+    assert isinstance(refused.value.__cause__, psycopg.errors.CheckViolation)

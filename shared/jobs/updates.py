@@ -158,9 +158,8 @@ def _cancel_by_provider(job_id: UUID) -> str:
 
 def record_status(job_id: UUID, job: Job, update: ProviderUpdate, next_poll_s: int) -> str:
     """Keep what a poll said about a job still queued or running (status, queue position, logs)."""
-    status = {UpdateKind.QUEUED: "IN_QUEUE", UpdateKind.RUNNING: "IN_PROGRESS"}.get(
-        update.kind, job.provider_status or "IN_QUEUE"
-    )
+    live = (UpdateKind.QUEUED, UpdateKind.RUNNING)
+    status = str(update.kind) if update.kind in live else (job.provider_status or str(UpdateKind.QUEUED))
     get_db().call(
         "record_provider_status",
         job=job_id,

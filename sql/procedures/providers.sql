@@ -26,7 +26,7 @@ language plpgsql as $$
 begin
   update video_jobs set provider_request_id = coalesce(provider_request_id, p_request_id),
                         provider_urls = coalesce(p_urls, provider_urls),
-                        provider_status = coalesce(provider_status, 'IN_QUEUE'),
+                        provider_status = coalesce(provider_status, 'queued'),
                         submit_attempted_at = coalesce(submit_attempted_at, now())
    where id = p_job;
   if not found then
@@ -40,22 +40,23 @@ end $$;
 -- webhook or the reconciler's deadline settles it.
 create or replace function mark_submit_unknown(p_job uuid) returns void
 language sql as $$
-  update video_jobs set submit_attempted_at = coalesce(submit_attempted_at, now()), provider_status = 'SUBMIT_UNKNOWN'
+  update video_jobs set submit_attempted_at = coalesce(submit_attempted_at, now()), provider_status = 'submit_unknown'
    where id = p_job;
   update idempotency_keys set state = 'done' where job_id = p_job and state = 'in_progress';
 $$;
 
--- What the provider says about a running job (queue position, logs, progress). Terminal jobs ignore it.
+-- What the provider says about a running job (p_status 'queued' or 'running', queue position, logs). Terminal
+-- jobs ignore it.
 create or replace function record_provider_status(
   p_job uuid, p_status text, p_queue_position int, p_logs jsonb, p_next_poll_s int
 ) returns boolean language plpgsql as $$
 begin
   update video_jobs
      set provider_status = p_status,
-         queue_position = case when p_status = 'IN_QUEUE' then p_queue_position end,
+         queue_position = case when p_status = 'queued' then p_queue_position end,
          provider_logs = coalesce(p_logs, provider_logs),
-         status = case when p_status = 'IN_PROGRESS' and status = 'pending' then 'processing' else status end,
-         started_at = case when p_status = 'IN_PROGRESS' then coalesce(started_at, now()) else started_at end,
+         status = case when p_status = 'running' and status = 'pending' then 'processing' else status end,
+         started_at = case when p_status = 'running' then coalesce(started_at, now()) else started_at end,
          next_poll_at = now() + make_interval(secs => p_next_poll_s)
    where id = p_job and status in ('pending', 'processing');
   return found;
@@ -83,7 +84,7 @@ begin
   end if;
   update video_jobs
      set provider_request_id = coalesce(provider_request_id, p_request_id),
-         provider_status = 'COMPLETED', queue_position = null,
+         provider_status = 'succeeded', queue_position = null,
          result_url = coalesce(result_url, p_url), result = coalesce(p_result, result),
          result_recorded_at = coalesce(result_recorded_at, now()),
          status = case when status = 'pending' then 'processing' else status end,
