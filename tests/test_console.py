@@ -16,6 +16,7 @@ from shared.billing import ledger as credits
 from shared.db import Database
 from tests.browser_support import chromium, until
 from tests.conftest import configured, debit_job
+from tests.emulators.supabase_auth import SupabaseAuthEmulator
 from tests.media_support import EXAMPLES
 
 #: Where the README's screenshots are written when set (make screenshots); otherwise nowhere.
@@ -106,6 +107,42 @@ def _sign_in(driver: Any, stack: str, user: uuid.UUID, shot: bool = False) -> No
         _shot(driver, "sign-in")
     _by(driver, "#dev-sign-in").click()
     until(driver, lambda d: _by(d, "#model"), "the generate page")
+
+
+def test_supabase_sign_in_refresh_and_sign_out(stack: str, db: Database, tmp_path: Path) -> None:
+    """With Supabase Auth configured the console signs in through supabase-js: a wrong password is refused in
+    words, the right one reads the API with the project's ES256 token (refreshed as it nears expiry), and
+    signing out ends the session at Auth."""
+    with SupabaseAuthEmulator(access_token_ttl=60) as auth:  # under supabase-js's 90 s margin: refreshed
+        user = auth.add_user("ada@example.com", "correct horse battery")
+        credits.grant(user, 7, "console test")
+        supabase = {
+            "SUPABASE_URL": auth.base_url,
+            "SUPABASE_ANON_KEY": auth.anon_key,
+            "SUPABASE_JWKS_URL": auth.jwks_url,
+            "SUPABASE_JWT_ISSUER": auth.issuer,
+        }
+        with configured(**supabase), chromium(tmp_path) as driver:
+            driver.get(stack + "/")
+            driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+            driver.get(stack + "/#/sign-in")
+            email = until(driver, lambda d: _by(d, "#email"), "the Supabase sign-in form")
+            email.send_keys("ada@example.com")
+            _by(driver, "#password").send_keys("wrong password")
+            _by(driver, "#password-sign-in").click()
+            until(driver, lambda d: "Invalid login credentials" in d.page_source, "the refusal in words")
+            assert "#/sign-in" in driver.current_url
+            _by(driver, "#password").clear()
+            _by(driver, "#password").send_keys("correct horse battery")
+            _by(driver, "#password-sign-in").click()
+            until(driver, lambda d: _by(d, "#model"), "the generate page")
+            assert _text(driver, "#who-id") == "ada@example.com"
+            driver.get(stack + "/#/credits")
+            until(driver, lambda d: _text(d, "#balance").startswith("7"), "the balance read with the token")
+            assert auth.grants("password") == 2 and auth.grants("refresh_token") >= 1
+            _by(driver, "#sign-out").click()
+            until(driver, lambda d: _by(d, "#email"), "the sign-in form after signing out")
+    assert ("POST", "/auth/v1/logout", None) in auth.requests
 
 
 def _pick_image(driver: Any, name: str = "landscape.jpg") -> None:
