@@ -144,7 +144,7 @@ begin
     'redeliver_webhook', 'release_checkout', 'release_engine_job', 'release_mirror', 'revoke_api_key',
     'set_job_progress', 'start_generation', 'touch_updated_at', 'unfinished_jobs', 'update_campaign',
     'update_client', 'uploads_immutable', 'upsert_model', 'verify_upload', 'video_jobs_log_event',
-    'video_jobs_queue_webhooks', 'webhook_delivery_record', 'webhook_endpoint_record'
+    'video_jobs_queue_webhooks', 'webhook_delivery_record', 'webhook_due_in_s', 'webhook_endpoint_record'
        ])
   loop
     execute format('revoke execute on function %s from public, anon, authenticated', f);

@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from shared import logs, metrics
+from shared.webhooks import wakeup
 
 log = logging.getLogger("i2v.mirror")
 
@@ -25,5 +26,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             done = mirror.mirror_job(job_id)
         finally:
+            wakeup.wake_sender()
             metrics.invocation_end(context)
     return {"job_id": str(job_id), "mirrored": done}

@@ -31,6 +31,7 @@ from shared.migrations import migrate, sync_models
 from shared.providers.local.engine_provider import get_local_engine
 from shared.settings import Settings, get_settings, set_runtime_base_url
 from shared.web import App, Endpoint, error_response, request_id
+from shared.webhooks.sender import WebhookSender
 
 log = logging.getLogger("i2v.server")
 
@@ -140,6 +141,7 @@ class LocalStack:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._housekeeper: threading.Thread | None = None
+        self._sender: WebhookSender | None = None
         self._stop = threading.Event()
 
     def prepare(self) -> None:
@@ -188,19 +190,25 @@ class LocalStack:
             elif channel is not None:
                 get_local_engine().connect(channel)
         if engine:
+            if self.settings.webhook_sender:
+                self._sender = WebhookSender(
+                    dbmod.get_db().url, listen=not self.settings.uses_transaction_pooler()
+                )
+                self._sender.start()
             self._housekeeper = threading.Thread(
                 target=self._housekeeping, name="i2v-housekeeping", daemon=True
             )
             self._housekeeper.start()
 
     def _housekeeping(self) -> None:
-        """Reconcile hosted jobs every RECONCILE_INTERVAL_S; purge expired idempotency keys and old Stripe event
-        ids every 10 minutes; check the ledger every LEDGER_CHECK_INTERVAL_S."""
+        """Reconcile hosted jobs every RECONCILE_INTERVAL_S (and send due webhooks when no sender runs); purge
+        expired idempotency keys and old Stripe event ids every 10 minutes; check the ledger every
+        LEDGER_CHECK_INTERVAL_S."""
         last_purge = 0.0
         while not self._stop.wait(self.settings.reconcile_interval_s):
             try:
                 purge = time.monotonic() - last_purge > 600
-                reconcile.housekeeping(purge=purge)
+                reconcile.housekeeping(purge=purge, webhooks=self._sender is None)
                 if purge:
                     last_purge = time.monotonic()
                 operations.check_ledger()
@@ -326,6 +334,8 @@ class LocalStack:
         get_local_engine().stop()
         if self._housekeeper is not None:
             self._housekeeper.join(10)
+        if self._sender is not None:
+            self._sender.stop()
         billing.close()
         with contextlib.suppress(errors.I2VError):
             dbmod.get_db().close()

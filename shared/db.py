@@ -34,6 +34,7 @@ from psycopg_pool import ConnectionPool
 
 from shared import errors, logs, metrics, timing, tracing
 from shared.settings import get_settings
+from shared.webhooks import wakeup
 
 #: psycopg prepares a statement automatically after this many executions: never (calls ask for it instead).
 _NEVER_AUTOMATICALLY = 2**31 - 1
@@ -120,6 +121,7 @@ class Database:
         if function in _JOB_TRANSITIONS:
             logs.job_transition(function, params, result)
             metrics.job_transition(function, params, result)
+            wakeup.note_job_change()
         return result
 
     def call_rows(self, function: str, **params: Any) -> list[tuple[Any, ...]]:

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=15.0, gt=0)
     webhook_batch: int = Field(default=50, ge=1)
     allow_private_webhook_urls: bool = False
+    # i2v serve: send each outgoing webhook as soon as it is queued (a sender listening to Postgres), instead of
+    # with housekeeping every RECONCILE_INTERVAL_S.
+    webhook_sender: bool = True
+    # Deployed: the deliver-webhooks function, invoked asynchronously after a request or copy that changed a job
+    # and left deliveries due, so they go out within seconds rather than at the next minute's schedule.
+    webhook_function: str | None = None
     log_level: str = "INFO"
     # Operations. Operators (the console's operator page, GET operator-overview): user ids, comma-separated; a
     # user whose token's app_metadata.roles holds "operator" is one too.

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
 from shared import errors, logs, metrics, timing, tracing
+from shared.webhooks import wakeup
 
 if TYPE_CHECKING:
     from shared.auth import User
@@ -721,6 +722,7 @@ class LambdaHandler:
         try:
             result: dict[str, Any] = adapter(event, context)
         finally:
+            wakeup.wake_sender()
             metrics.invocation_end(context)
         return result
 

@@ -28,6 +28,7 @@ os.environ.update(
         "LOCAL_ENGINE": "true",
         "LOCAL_ENGINE_WORKERS": "2",
         "RECONCILE_INTERVAL_S": "3600",
+        "WEBHOOK_SENDER": "false",  # tests send deliveries themselves (tests/test_outgoing_webhooks.py tests the sender)
         "RATE_LIMITS": "off",  # tests of the limiter set their own (tests/test_rate_limits.py)
         "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR") or str(_HOME / "run"),
     }

@@ -38,15 +38,15 @@ from functions import (
     stripe_webhook,
 )
 from shared import http as _http
+from shared import invoke as lambda_invoke
 from shared.db import Database
-from shared.jobs import mirror
 from tests.billing_support import (
     Shop,
     emu_fixture,  # noqa: F401  (fixture)
     shop_fixture,  # noqa: F401  (fixture)
     stripe_server_fixture,  # noqa: F401  (fixture)
 )
-from tests.conftest import EXAMPLES, Caller, configured
+from tests.conftest import EXAMPLES, Caller, configured, debit_job
 from tests.emulators.fal import FalEmulator, JobPlan, MediaFile, WebhookPlan
 from tests.emulators.stripe import prepare_delivery
 from tests.lambda_support import LambdaContext, http_event, json_body
@@ -268,7 +268,8 @@ def test_fal_webhook_with_changed_bytes_is_refused(caller: Caller, db: Database,
 
 @pytest.fixture
 def lambda_api(s3_endpoint: str) -> Iterator[str]:  # noqa: F811  (the moto server fixture imported above)
-    """moto's Lambda API (no Docker: invocations are accepted, not run) with a mirrorVideo function; its name."""
+    """moto's Lambda API (no Docker: invocations are accepted, not run) with mirrorVideo and deliverWebhooks
+    functions; the first one's name (the second's is the same with deliverWebhooks)."""
     import boto3
 
     httpx.post(f"{s3_endpoint}/moto-api/config", json={"lambda": {"use_docker": False}}).raise_for_status()
@@ -277,26 +278,27 @@ def lambda_api(s3_endpoint: str) -> Iterator[str]:  # noqa: F811  (the moto serv
         "AWS_ENDPOINT_URL_IAM": s3_endpoint,
         "AWS_DEFAULT_REGION": "us-east-1",
     }
+    suffix = uuid.uuid4().hex[:8]
     with configured(**env):
         iam = boto3.client("iam")
         role = iam.create_role(
             RoleName=f"mirror-{uuid.uuid4().hex[:8]}",
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )["Role"]["Arn"]
-        name = f"i2v-test-mirrorVideo-{uuid.uuid4().hex[:8]}"
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as archive:
-            archive.writestr("functions/mirror_video.py", "def handler(event, context): return event\n")
-        boto3.client("lambda").create_function(
-            FunctionName=name,
-            Runtime="python3.12",
-            Role=role,
-            Handler="functions/mirror_video.handler",
-            Code={"ZipFile": code.getvalue()},
-        )
-        mirror._lambda_client.cache_clear()
-        yield name
-    mirror._lambda_client.cache_clear()
+        for module, name in (("mirror_video", "mirrorVideo"), ("deliver_webhooks", "deliverWebhooks")):
+            code = io.BytesIO()
+            with zipfile.ZipFile(code, "w") as archive:
+                archive.writestr(f"functions/{module}.py", "def handler(event, context): return event\n")
+            boto3.client("lambda").create_function(
+                FunctionName=f"i2v-test-{name}-{suffix}",
+                Runtime="python3.12",
+                Role=role,
+                Handler=f"functions/{module}.handler",
+                Code={"ZipFile": code.getvalue()},
+            )
+        lambda_invoke.lambda_client.cache_clear()
+        yield f"i2v-test-mirrorVideo-{suffix}"
+    lambda_invoke.lambda_client.cache_clear()
 
 
 def test_fal_webhook_hands_the_copy_to_the_mirror_function(
@@ -320,6 +322,34 @@ def test_fal_webhook_hands_the_copy_to_the_mirror_function(
     assert again == {"job_id": job_id, "mirrored": False}
 
 
+@pytest.mark.parametrize("subscribed", [True, False])
+def test_a_job_change_wakes_the_webhook_function_only_when_a_delivery_is_due(
+    caller: Caller, db: Database, lambda_api: str, caplog: pytest.LogCaptureFixture, subscribed: bool
+) -> None:
+    """With WEBHOOK_FUNCTION, a cancel through the Lambda handler that queued a job.canceled delivery invokes
+    deliverWebhooks asynchronously (202) as the invocation ends; with no endpoint subscribed nothing is invoked."""
+    sender = lambda_api.replace("mirrorVideo", "deliverWebhooks")
+    with db.transaction() as tx:  # set-up: no delivery of an earlier test is left due
+        tx.query("update webhook_deliveries set state = 'failed' where state = 'pending' returning id")
+    caller.grant(3)
+    if subscribed:
+        with configured(ALLOW_PRIVATE_WEBHOOK_URLS="true"):
+            endpoint = caller.http.post(
+                "/functions/v1/create-webhook-endpoint",
+                json={"url": "http://127.0.0.1:9/hooks", "events": ["job.canceled"]},
+            )
+        assert endpoint.status_code == 201, endpoint.text
+    job = debit_job(db, caller.id, 3)
+    with configured(WEBHOOK_FUNCTION=sender), caplog.at_level(logging.INFO, logger="i2v.webhooks"):
+        canceled = invoke(
+            cancel_video.handler,
+            http_event("POST", "/functions/v1/cancel-video", headers=auth(caller), body={"job_id": str(job)}),
+        )
+    assert canceled["statusCode"] == 200, canceled
+    woken = [r for r in caplog.records if r.getMessage() == "webhook sender woken"]
+    assert [r.__dict__["function"] for r in woken] == ([sender] if subscribed else [])
+
+
 def test_failed_hand_off_is_left_to_the_reconciler(
     caller: Caller, db: Database, fal: FalEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -334,13 +364,13 @@ def test_failed_hand_off_is_left_to_the_reconciler(
         "AWS_ENDPOINT_URL_LAMBDA": unreachable,
         "AWS_MAX_ATTEMPTS": "1",
     }
-    mirror._lambda_client.cache_clear()
+    lambda_invoke.lambda_client.cache_clear()
     with (
         configured(AWS_DEFAULT_REGION="us-east-1", **env),
         caplog.at_level(logging.INFO, logger="i2v.mirror"),
     ):
         response = invoke(fal_webhook.handler, _webhook_event(job_id, delivery.headers, delivery.body))
-    mirror._lambda_client.cache_clear()
+    lambda_invoke.lambda_client.cache_clear()
     assert response["statusCode"] == 200
     failed = [r for r in caplog.records if r.getMessage().startswith("mirror hand-off failed")]
     assert [r.__dict__["job_id"] for r in failed] == [job_id]

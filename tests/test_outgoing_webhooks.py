@@ -14,6 +14,7 @@ from standardwebhooks import Webhook
 
 from shared.db import Database
 from shared.webhooks import delivery, signing
+from shared.webhooks.sender import WebhookSender
 from tests.conftest import Caller, configured, debit_job, wait_for
 from tests.teams_support import generate, video_body
 
@@ -178,3 +179,39 @@ def test_the_retry_schedule_backs_off_for_about_a_day() -> None:
     total = sum(delivery.RETRY_SCHEDULE_S)
     assert 20 * 3600 < total < 26 * 3600
     assert delivery.retry_delay(1, retry_after=120) == 120
+
+
+@pytest.fixture
+def sender(db: Database) -> Iterator[WebhookSender]:
+    """A listening sender whose own schedule would wait an hour: anything it sends sooner came from a wake-up or
+    a retry falling due. Set-up: earlier tests' pending deliveries are ended so that none of them wakes it."""
+    with db.transaction() as tx:
+        tx.query("update webhook_deliveries set state = 'failed' where state = 'pending' returning id")
+    running = WebhookSender(db.url, max_sleep_s=3600)
+    running.start()
+    yield running
+    running.stop()
+
+
+def test_the_listening_sender_sends_as_the_change_commits_and_retries_when_due(
+    caller: Caller, db: Database, receiver: Receiver, sender: WebhookSender
+) -> None:
+    """With a sender listening (its fallback sleep an hour), a job's failure reaches the receiver without anyone
+    calling deliver_due: woken by the change's notification; the 500 it answers is retried when the retry falls
+    due (~5 s), and a redelivery asked through the API is sent again the same way."""
+    caller.grant(5)
+    _endpoint(caller, receiver.url, ["job.failed"])
+    receiver.answers.append((500, {}))
+    job = debit_job(db, caller.id)
+    assert sender.idle.wait(10), "the sender never went to sleep"
+    db.call("fail_job", job=job, error="provider said no", kind="provider")
+    wait_for(lambda: len(receiver.received) == 1, "the first attempt, woken by the notification", timeout=20)
+    wait_for(lambda: len(receiver.received) == 2, "the retry, when it fell due", timeout=30)
+    [sent] = _deliveries(caller, job)
+    wait_for(lambda: _deliveries(caller, job)[0]["state"] == "delivered", "the delivery recorded delivered")
+    assert sender.idle.wait(10), "the sender never went back to sleep"
+    again = caller.http.post("/functions/v1/redeliver-webhook", json={"delivery_id": sent["id"]})
+    assert again.status_code == 200, again.text
+    wait_for(lambda: len(receiver.received) == 3, "the redelivery, woken by its notification", timeout=20)
+    ids = {headers["webhook-id"] for headers, _ in receiver.received}
+    assert ids == {sent["webhook_id"]}

@@ -107,15 +107,24 @@ def test_http_functions_fit_the_api_gateway_timeout() -> None:
     assert config["functions"]["falWebhook"]["timeout"] <= 15
 
 
-def test_copies_are_handed_to_the_mirror_function_the_role_may_invoke() -> None:
-    """MIRROR_FUNCTION is mirrorVideo's deployed name, the one function the role may invoke."""
+def test_the_role_may_invoke_exactly_the_mirror_and_webhook_functions() -> None:
+    """MIRROR_FUNCTION and WEBHOOK_FUNCTION are mirrorVideo's and deliverWebhooks' deployed names, the only
+    functions the role may invoke."""
     config = serverless()
-    name = config["custom"]["mirrorFunction"]
-    assert name == "${self:service}-${sls:stage}-mirrorVideo"  # how osls names the mirrorVideo function
-    assert config["provider"]["environment"]["MIRROR_FUNCTION"] == "${self:custom.mirrorFunction}"
+    names = {"mirrorFunction": "mirrorVideo", "webhookFunction": "deliverWebhooks"}
+    for custom, function in names.items():
+        assert config["custom"][custom] == "${self:service}-${sls:stage}-" + function  # how osls names them
+    environment = config["provider"]["environment"]
+    assert environment["MIRROR_FUNCTION"] == "${self:custom.mirrorFunction}"
+    assert environment["WEBHOOK_FUNCTION"] == "${self:custom.webhookFunction}"
     mirror = config["functions"]["mirrorVideo"]
     assert mirror["handler"] == "functions/mirror_video.handler" and "events" not in mirror
+    assert config["functions"]["deliverWebhooks"]["handler"] == "functions/deliver_webhooks.handler"
     invokes = [
         s for s in config["provider"]["iam"]["role"]["statements"] if "lambda:InvokeFunction" in s["Action"]
     ]
-    assert len(invokes) == 1 and invokes[0]["Resource"]["Fn::Join"][1][-1] == "${self:custom.mirrorFunction}"
+    assert len(invokes) == 1
+    assert [r["Fn::Join"][1][-1] for r in invokes[0]["Resource"]] == [
+        "${self:custom.mirrorFunction}",
+        "${self:custom.webhookFunction}",
+    ]

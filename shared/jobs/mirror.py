@@ -11,12 +11,9 @@ verdict, hands the job over with an asynchronous invocation (``hand_off``) and a
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import httpx
@@ -113,28 +110,18 @@ def hand_off(job_id: UUID) -> bool:
 
     A failed hand-off is logged and left to the reconciler, which copies every recorded, uncopied video.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
+    from shared.invoke import invoke_async
 
-    function = get_settings().mirror_function
-    payload = json.dumps({"job_id": str(job_id)}).encode()
-    try:
-        answer = _lambda_client().invoke(FunctionName=function, InvocationType="Event", Payload=payload)
-        status = int(answer.get("StatusCode", 0))
-    except (BotoCoreError, ClientError) as exc:
+    function = str(get_settings().mirror_function)
+    handed = invoke_async(function, {"job_id": str(job_id)})
+    if handed:
+        log.info("mirror handed off", extra={"job_id": str(job_id), "function": function, "status": 202})
+    else:
         log.warning(
             "mirror hand-off failed; the reconciler will copy it",
-            extra={"job_id": str(job_id), "function": function, "error": type(exc).__name__},
+            extra={"job_id": str(job_id), "function": function},
         )
-        return False
-    log.info("mirror handed off", extra={"job_id": str(job_id), "function": function, "status": status})
-    return status == 202
-
-
-@lru_cache(maxsize=1)
-def _lambda_client() -> Any:
-    import boto3  # only where videos are handed off
-
-    return boto3.client("lambda")
+    return handed
 
 
 def mirror_job(job_id: UUID) -> bool:

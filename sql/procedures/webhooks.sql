@@ -4,6 +4,7 @@
 -- Outgoing webhooks: a job's change of status queues one delivery per subscribed endpoint of its owner (and one to
 -- the request's own webhook_url) in the same transaction as the change, so an event is never lost and never
 -- holds the job up. Senders (shared/webhooks/) claim due deliveries, sign and send them, and record each attempt.
+-- Queuing one notifies the i2v_webhooks channel, so a listening sender sends it at once.
 
 -- The event a job's new status is, as the body that is signed and sent (thin: ids and status; details are read
 -- with get-video-status).
@@ -19,8 +20,9 @@ $$;
 
 create or replace function video_jobs_queue_webhooks() returns trigger language plpgsql as $$
 declare
-  event text := 'job.' || new.status::text;
-  body  text;
+  event  text := 'job.' || new.status::text;
+  body   text;
+  queued boolean;
 begin
   if new.status in ('pending') then
     return null;
@@ -30,9 +32,14 @@ begin
   select new.user_id, e.id, e.url, event, new.id, body
     from webhook_endpoints e
    where e.user_id = new.user_id and e.disabled_at is null and event = any(e.events);
+  queued := found;
   if new.webhook_url is not null then
     insert into webhook_deliveries (user_id, endpoint_id, url, event_type, job_id, payload)
     values (new.user_id, null, new.webhook_url, event, new.id, body);
+    queued := true;
+  end if;
+  if queued then
+    perform pg_notify('i2v_webhooks', '');  -- a listening sender wakes as this transaction commits
   end if;
   return null;
 end $$;
@@ -194,8 +201,21 @@ declare
 begin
   update webhook_deliveries set state = 'pending', next_attempt_at = now()
    where id = p_delivery and user_id = p_user returning * into d;
-  return case when found then webhook_delivery_record(d) else null end;
+  if not found then
+    return null;
+  end if;
+  perform pg_notify('i2v_webhooks', '');
+  return webhook_delivery_record(d);
 end $$;
+
+-- Seconds until the earliest pending delivery is due (0: one is due now); null when none is pending. A sender
+-- sleeps this long unless woken on the i2v_webhooks channel.
+create or replace function webhook_due_in_s() returns double precision
+language sql stable as $$
+  select case when min(next_attempt_at) is not null  -- greatest() would turn "none pending" into 0
+              then greatest(0, extract(epoch from min(next_attempt_at) - now()))::double precision end
+    from webhook_deliveries where state = 'pending';
+$$;
 
 -- Forget deliveries finished more than p_days ago (with their attempts); returns how many deliveries went.
 create or replace function purge_webhook_deliveries(p_days int) returns int
