@@ -21,6 +21,7 @@ BENCHMARKS = {
     "hostile_bodies": ["bench.hostile_bodies"],
     "generate_tps": ["bench.generate_tps"],
     "soak": ["bench.soak"],
+    "webhook_latency": ["bench.webhook_latency"],
 }
 
 

@@ -6,8 +6,7 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from shared import logs, metrics
-from shared.webhooks import wakeup
+from shared import invoke, logs, metrics
 
 log = logging.getLogger("i2v.mirror")
 
@@ -26,6 +25,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             done = mirror.mirror_job(job_id)
         finally:
-            wakeup.wake_sender()
+            invoke.wake_webhook_sender()
             metrics.invocation_end(context)
     return {"job_id": str(job_id), "mirrored": done}

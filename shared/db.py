@@ -34,7 +34,6 @@ from psycopg_pool import ConnectionPool
 
 from shared import errors, logs, metrics, timing, tracing
 from shared.settings import get_settings
-from shared.webhooks import wakeup
 
 #: psycopg prepares a statement automatically after this many executions: never (calls ask for it instead).
 _NEVER_AUTOMATICALLY = 2**31 - 1
@@ -65,6 +64,17 @@ _JOB_TRANSITIONS = frozenset(
         "cancel_job",
     }
 )
+
+
+_job_changed = False  # a job-transition procedure was called since take_job_change() last asked
+
+
+def take_job_change() -> bool:
+    """Whether a job-transition procedure was called since the last time this was asked (and forget it): how a
+    Lambda invocation knows, as it ends, that it changed a job (shared.invoke.wake_webhook_sender)."""
+    global _job_changed
+    changed, _job_changed = _job_changed, False
+    return changed
 
 
 class Database:
@@ -121,7 +131,8 @@ class Database:
         if function in _JOB_TRANSITIONS:
             logs.job_transition(function, params, result)
             metrics.job_transition(function, params, result)
-            wakeup.note_job_change()
+            global _job_changed
+            _job_changed = True
         return result
 
     def call_rows(self, function: str, **params: Any) -> list[tuple[Any, ...]]:

@@ -1,5 +1,6 @@
 """Asynchronous Lambda invocations (``InvocationType=Event``): how one deployed function hands work to another
-(fal-webhook's video copies to mirrorVideo, a job's change to deliverWebhooks). boto3 is imported on first use."""
+(fal-webhook's video copies to mirrorVideo) or wakes it (deliverWebhooks, after a job changed). boto3 is imported
+on first use."""
 
 from __future__ import annotations
 
@@ -35,3 +36,29 @@ def lambda_client() -> Any:
     import boto3
 
     return boto3.client("lambda")
+
+
+def wake_webhook_sender() -> bool:
+    """As a Lambda invocation ends: when it changed a job (``shared.db.take_job_change``), WEBHOOK_FUNCTION names
+    the deliver-webhooks function and a delivery is due now, invoke that function so that the events go out
+    within seconds instead of at the next minute's schedule (which stays the fallback). True when it was invoked.
+    Never raises; without WEBHOOK_FUNCTION (the local server, whose own sender listens to Postgres) nothing is
+    asked of the database."""
+    from shared import db, errors
+    from shared.settings import get_settings
+
+    if not db.take_job_change():
+        return False
+    function = get_settings().webhook_function
+    if not function:
+        return False
+    try:
+        due = db.get_db().call("webhook_due_in_s")
+    except errors.I2VError as exc:
+        log.warning("could not look for due webhooks: %s", exc.message)
+        return False
+    if due is None or float(due) > 0:
+        return False
+    woken = invoke_async(function, {"source": "i2v.job-change"})
+    log.info("webhook sender woken" if woken else "webhook sender not woken", extra={"function": function})
+    return woken

@@ -33,8 +33,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
-from shared import errors, logs, metrics, timing, tracing
-from shared.webhooks import wakeup
+from shared import errors, invoke, logs, metrics, timing, tracing
 
 if TYPE_CHECKING:
     from shared.auth import User
@@ -722,7 +721,7 @@ class LambdaHandler:
         try:
             result: dict[str, Any] = adapter(event, context)
         finally:
-            wakeup.wake_sender()
+            invoke.wake_webhook_sender()
             metrics.invocation_end(context)
         return result
 

@@ -210,6 +210,72 @@ def test_generate_watch_play_and_download(browser: Any, stack: str, db: Database
     _shot(browser, "credits")
 
 
+def test_make_an_image_animate_it_and_continue_the_video(browser: Any, stack: str, db: Database) -> None:
+    """Make an image on the Image page (quoted, charged once), see it in the Jobs and Gallery pages, animate it
+    from the gallery (the video starts from that image), then continue that video from its last frame."""
+    user = uuid.uuid4()
+    credits.grant(user, 30, "console test")
+    _sign_in(browser, stack, user)
+    browser.get(stack + "/#/image")
+    prompt = until(browser, lambda d: _by(d, "#image-prompt"), "the image form")
+    _choose(browser, "image-model", "local-card")
+    prompt.send_keys("A lighthouse at dusk")
+    _choose(browser, "image-aspect", "16:9")
+    until(browser, lambda d: _text(d, "#image-price") == "1 credit", "the image quote")
+    assert not _by(browser, "#reference").is_displayed()  # local-card takes no reference image
+    _by(browser, "#make-image").click()
+    image_job = until(browser, lambda d: _text(d, "#started-image-job"), "the image job id")
+    browser.get(stack + "/#/jobs")
+    until(
+        browser,
+        lambda d: _by(d, f"#job-{image_job}").get_attribute("data-status") == "completed",
+        "the image",
+    )
+    assert "Image · local-card" in _text(browser, f"#job-{image_job}")
+
+    browser.get(stack + f"/#/gallery?job={image_job}")
+    card = until(
+        browser, lambda d: d.find_element("css selector", f'[data-job="{image_job}"]'), "the image card"
+    )
+    picture = card.find_element("css selector", "img")
+    until(
+        browser,
+        lambda d: d.execute_script("return arguments[0].naturalWidth", picture) > 0,
+        "the image shown",
+    )
+    assert picture.get_attribute("width") == "1920" or int(picture.get_attribute("width")) > 0
+    image_id = card.get_attribute("id").removeprefix("image-")
+    card.find_element("css selector", '[data-action="animate"]').click()
+    until(
+        browser, lambda d: image_id in _text(d, "#upload-state"), "the generate page starting from the image"
+    )
+    _choose(browser, "resolution", "480p")
+    _choose(browser, "duration", "1")
+    until(browser, lambda d: _text(d, "#price") == "1 credit", "the video quote")
+    _by(browser, "#generate").click()
+    video_job = until(browser, lambda d: _text(d, "#started-job"), "the video job id")
+
+    browser.get(stack + "/#/jobs")
+    until(
+        browser,
+        lambda d: _by(d, f"#job-{video_job}").get_attribute("data-status") == "completed",
+        "the video",
+    )
+    browser.get(stack + f"/#/gallery?job={video_job}")
+    until(browser, lambda d: _by(d, f'#video-{video_job} [data-action="continue"]'), "the video card").click()
+    until(browser, lambda d: video_job in _text(d, "#upload-state"), "the generate page continuing the video")
+    until(
+        browser,
+        lambda d: _text(d, "#price").endswith("credit") or _text(d, "#price").endswith("credits"),
+        "quote",
+    )
+    _by(browser, "#generate").click()
+    sequel = until(browser, lambda d: _text(d, "#started-job"), "the continued job id")
+    assert len({image_job, video_job, sequel}) == 3
+    entries = _generation_entries(db, user)
+    assert sorted(str(e["job_id"]) for e in entries) == sorted([image_job, video_job, sequel])
+
+
 def test_cancel_refunds_and_retry_prefills(browser: Any, stack: str, db: Database) -> None:
     """Cancel a waiting job from the jobs page: it shows canceled without moving the layout, the refund is in
     the ledger, and "Retry as new" opens the generate page with the job's prompt."""

@@ -340,7 +340,7 @@ def test_a_job_change_wakes_the_webhook_function_only_when_a_delivery_is_due(
             )
         assert endpoint.status_code == 201, endpoint.text
     job = debit_job(db, caller.id, 3)
-    with configured(WEBHOOK_FUNCTION=sender), caplog.at_level(logging.INFO, logger="i2v.webhooks"):
+    with configured(WEBHOOK_FUNCTION=sender), caplog.at_level(logging.INFO, logger="i2v.invoke"):
         canceled = invoke(
             cancel_video.handler,
             http_event("POST", "/functions/v1/cancel-video", headers=auth(caller), body={"job_id": str(job)}),

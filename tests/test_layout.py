@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "shared.migrations": 3,  # applies sql/ and syncs the catalog: an operator's service
     "shared.auth": 0,
     "shared.http": 0,
+    "shared.invoke": 0,  # asynchronous Lambda invocations (hand-offs, the webhook sender's wake-up)
     "shared.schemas": 0,
     "shared.limits": 0,
     "shared.api_keys": 0,

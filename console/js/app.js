@@ -9,6 +9,7 @@ import { announce, h } from "./ui.js";
 // decides who is one: the page's own request answers 403 to anyone else).
 export const PAGES = [
   { route: "generate", title: "Generate", module: "./pages/generate.js", signedIn: true },
+  { route: "image", title: "Image", module: "./pages/image.js", signedIn: true },
   { route: "jobs", title: "Jobs", module: "./pages/jobs.js", signedIn: true },
   { route: "gallery", title: "Gallery", module: "./pages/gallery.js", signedIn: true },
   { route: "credits", title: "Credits", module: "./pages/credits.js", signedIn: true },

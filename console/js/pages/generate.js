@@ -1,4 +1,5 @@
-// Generate: an image (uploaded by its SHA-256) or a prompt, a model and its allowed settings, the price from
+// Generate: an image (uploaded by its SHA-256, or an earlier image or video's last frame from the Gallery) or a
+// prompt, a video model and its allowed settings, the price from
 // quote, then generate-video with an Idempotency-Key kept in sessionStorage until the request is answered, so a
 // double click or a reload sends the same key again and the video is charged once.
 import { credits, h, messageBox } from "../ui.js";
@@ -46,12 +47,15 @@ export async function render(main, { api, go }) {
     error.show(`The models could not be listed: ${api.describe(e)}`);
     return;
   }
+  models = models.filter((m) => m.kind !== "text-to-image"); // images are made on the Image page
   const usable = models.filter((m) => m.available);
   const retry = readJson(sessionStorage, RETRY);
   sessionStorage.removeItem(RETRY);
   const pending = readJson(sessionStorage, PENDING);
   const seed = (pending && pending.body) || retry || {};
   let imageUrl = seed.image_url || null;
+  // An earlier result to start from: {image_id} (an image made here) or {video_id} (a video's last frame).
+  let reference = seed.image_id ? { image_id: seed.image_id } : seed.video_id ? { video_id: seed.video_id } : null;
   let quoteTimer = null;
   let quoteSeq = 0;
   let sending = false;
@@ -62,7 +66,9 @@ export async function render(main, { api, go }) {
   const file = h("input", { id: "image", type: "file", accept: "image/jpeg,image/png,image/webp", "aria-describedby": "image-hint upload-state" });
   const preview = h("img", { alt: "", hidden: true });
   const uploadState = h("p", { class: "upload-state", id: "upload-state", role: "status" },
-    imageUrl ? "Using the image of the earlier job." : "");
+    reference && reference.image_id ? `Starting from image ${reference.image_id}.`
+      : reference ? `Continuing video ${reference.video_id} from its last frame.`
+        : imageUrl ? "Using the image of the earlier job." : "");
   const drop = h("div", { class: "drop" }, preview,
     h("label", { for: "image", class: "label" }, "Image"),
     h("p", { class: "hint", id: "image-hint" }, "Drop a JPEG, PNG or WebP here, or press to choose one."), file);
@@ -102,13 +108,15 @@ export async function render(main, { api, go }) {
       },
     };
     if (imageUrl) b.image_url = imageUrl;
+    else if (reference) Object.assign(b, reference);
     return b;
   }
 
   function ready() {
     const m = model();
-    if (m.requires_image && !imageUrl) return "Choose an image to see the price.";
-    if (!m.requires_image && !imageUrl && !prompt.value.trim()) return "Type a prompt or choose an image to see the price.";
+    const start = imageUrl || reference;
+    if (m.requires_image && !start) return "Choose an image to see the price.";
+    if (!m.requires_image && !start && !prompt.value.trim()) return "Type a prompt or choose an image to see the price.";
     return null;
   }
 
@@ -152,6 +160,7 @@ export async function render(main, { api, go }) {
     if (!chosen) return;
     error.clear();
     imageUrl = null;
+    reference = null;
     preview.hidden = !chosen.type.startsWith("image/");
     if (!preview.hidden) {
       preview.src = URL.createObjectURL(chosen);

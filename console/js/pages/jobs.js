@@ -1,7 +1,8 @@
-// Jobs: the caller's jobs, newest first; unfinished ones are followed live (progress, queue position) in rows
+// Jobs: the caller's jobs (videos and images), newest first; unfinished ones are followed live (progress, queue position) in rows
 // that keep their size; cancel, and retry as a new job.
 import { announce, h, messageBox, when } from "../ui.js";
 import { imageOf } from "./generate.js";
+import { RETRY as IMAGE_RETRY } from "./image.js";
 
 const ACTIVE = new Set(["pending", "processing"]);
 const POLL_MS = 1000;
@@ -48,7 +49,8 @@ export async function render(main, { api, go }) {
       return [h("button", { type: "button", class: "danger", "data-action": "cancel", onclick: () => cancel(job) }, "Cancel")];
     }
     const retry = h("button", { type: "button", class: "secondary", "data-action": "retry", onclick: () => retryAsNew(job) }, "Retry as new");
-    if (job.status === "completed") return [h("a", { class: "button secondary", href: `#/gallery?job=${job.job_id}` }, "Watch"), retry];
+    const view = job.kind === "image" ? "View" : "Watch";
+    if (job.status === "completed") return [h("a", { class: "button secondary", href: `#/gallery?job=${job.job_id}` }, view), retry];
     return [retry];
   }
 
@@ -64,7 +66,7 @@ export async function render(main, { api, go }) {
       h("div", { class: "meta" },
         h("p", { class: "prompt" }, job.prompt || h("span", { class: "muted" }, "(no prompt)")),
         h("p", { class: "line" }, h("span", { class: "mono" }, job.job_id)),
-        h("p", { class: "line" }, `${job.model || ""} · ${job.credits_used ?? "?"} credits · ${when(job.created_at)}`),
+        h("p", { class: "line" }, `${job.kind === "image" ? "Image" : "Video"} · ${job.model || ""} · ${job.credits_used ?? "?"} credits · ${when(job.created_at)}`),
         parts.progress, parts.line),
       parts.actions);
     const r = { el, parts, job: null };
@@ -82,6 +84,11 @@ export async function render(main, { api, go }) {
   }
 
   function retryAsNew(job) {
+    if (job.kind === "image") {
+      sessionStorage.setItem(IMAGE_RETRY, JSON.stringify({ model_id: job.model, prompt: job.prompt || "", settings: job.settings || {} }));
+      go("image");
+      return;
+    }
     const retry = { model_id: job.model, prompt: job.prompt || "", settings: job.settings || {} };
     const image = imageOf(job.job_id);
     if (image) retry.image_url = image;
@@ -102,12 +109,13 @@ export async function render(main, { api, go }) {
   }
 
   try {
-    const page = await api.get("list-videos", { limit: 50 });
-    if (!page.videos.length) {
-      list.replaceWith(h("p", { class: "notice" }, "No jobs yet. ", h("a", { href: "#/generate" }, "Generate a video"), "."));
+    const page = await api.get("list-jobs", { limit: 50 });
+    if (!page.jobs.length) {
+      list.replaceWith(h("p", { class: "notice" }, "No jobs yet. ", h("a", { href: "#/generate" }, "Generate a video"),
+        " or ", h("a", { href: "#/image" }, "make an image"), "."));
       return;
     }
-    for (const job of page.videos) {
+    for (const job of page.jobs) {
       const r = row(job);
       rows.set(job.job_id, r);
       list.append(r.el);
