@@ -238,12 +238,15 @@ def test_make_an_image_animate_it_and_continue_the_video(browser: Any, stack: st
         browser, lambda d: d.find_element("css selector", f'[data-job="{image_job}"]'), "the image card"
     )
     picture = card.find_element("css selector", "img")
-    until(
+    size = until(
         browser,
-        lambda d: d.execute_script("return arguments[0].naturalWidth", picture) > 0,
+        lambda d: d.execute_script(
+            "const i = arguments[0]; return i.naturalWidth ? [i.naturalWidth, i.naturalHeight] : null",
+            picture,
+        ),
         "the image shown",
     )
-    assert picture.get_attribute("width") == "1920" or int(picture.get_attribute("width")) > 0
+    assert size[0] > 0 and abs(size[0] / size[1] - 16 / 9) < 0.01  # shown, at the aspect ratio asked for
     image_id = card.get_attribute("id").removeprefix("image-")
     card.find_element("css selector", '[data-action="animate"]').click()
     until(
