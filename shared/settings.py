@@ -135,6 +135,7 @@ class Settings(BaseSettings):
     # development only) allowing http:// and private addresses.
     webhook_timeout_s: float = Field(default=15.0, gt=0)
     webhook_batch: int = Field(default=50, ge=1)
+    webhook_concurrency: int = Field(default=8, ge=1)  # deliveries of a batch in flight at once
     allow_private_webhook_urls: bool = False
     # i2v serve: send each outgoing webhook as soon as it is queued (a sender listening to Postgres), instead of
     # with housekeeping every RECONCILE_INTERVAL_S.

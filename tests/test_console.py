@@ -223,6 +223,7 @@ def test_make_an_image_animate_it_and_continue_the_video(browser: Any, stack: st
     _choose(browser, "image-aspect", "16:9")
     until(browser, lambda d: _text(d, "#image-price") == "1 credit", "the image quote")
     assert not _by(browser, "#reference").is_displayed()  # local-card takes no reference image
+    _shot(browser, "image")
     _by(browser, "#make-image").click()
     image_job = until(browser, lambda d: _text(d, "#started-image-job"), "the image job id")
     browser.get(stack + "/#/jobs")
@@ -247,6 +248,7 @@ def test_make_an_image_animate_it_and_continue_the_video(browser: Any, stack: st
         "the image shown",
     )
     assert size[0] > 0 and abs(size[0] / size[1] - 16 / 9) < 0.01  # shown, at the aspect ratio asked for
+    _shot(browser, "gallery-image")
     image_id = card.get_attribute("id").removeprefix("image-")
     card.find_element("css selector", '[data-action="animate"]').click()
     until(

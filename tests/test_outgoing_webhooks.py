@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 from shared.db import Database
 from shared.webhooks import delivery, signing
 from shared.webhooks.sender import WebhookSender
-from tests.conftest import Caller, configured, debit_job, wait_for
+from tests.conftest import Caller, configured, debit_job, make_caller, wait_for
 from tests.teams_support import generate, video_body
 
 
@@ -215,3 +215,81 @@ def test_the_listening_sender_sends_as_the_change_commits_and_retries_when_due(
     wait_for(lambda: len(receiver.received) == 3, "the redelivery, woken by its notification", timeout=20)
     ids = {headers["webhook-id"] for headers, _ in receiver.received}
     assert ids == {sent["webhook_id"]}
+
+
+@pytest.fixture
+def hostile() -> Iterator[tuple[str, str, threading.Event]]:
+    """Two hostile endpoints on one local server: /endless answers 200 with a body that never ends, /stalled
+    waits (before answering 200) until the returned event is set. Yields their URLs and the event."""
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            if self.path == "/stalled":
+                release.wait(60)
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            chunk = b"x" * 65536
+            try:
+                for _ in range(100_000):  # 6.5 GB if anyone read it all
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:
+                pass  # the sender hung up: what it should do
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with configured(ALLOW_PRIVATE_WEBHOOK_URLS="true"):
+        yield f"{base}/endless", f"{base}/stalled", release
+    release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_hostile_endpoint_neither_floods_the_sender_nor_holds_up_other_customers(
+    caller: Caller, db: Database, receiver: Receiver, hostile: tuple[str, str, threading.Event]
+) -> None:
+    """In one batch: an endpoint answering an endless body is recorded delivered without its body being read,
+    and while another endpoint stalls, a third customer's endpoint still gets its event (the stalled one is
+    released only once that event has arrived, so a one-at-a-time sender could never pass)."""
+    endless, stalled, release = hostile
+    with db.transaction() as tx:  # set-up: no delivery of an earlier test is left due
+        tx.query("update webhook_deliveries set state = 'failed' where state = 'pending' returning id")
+    jobs = []
+    for url in (stalled, endless, receiver.url):  # queued (and claimed) in this order
+        customer = make_caller(str(caller.http.base_url).rstrip("/"))
+        customer.grant(5)
+        _endpoint(customer, url, ["job.canceled"])
+        job = debit_job(db, customer.id)
+        db.call("cancel_job", user=customer.id, job=job)
+        jobs.append((customer, job))
+
+    arrived_while_stalled: list[bool] = []
+
+    def release_after_the_fast_one() -> None:
+        try:
+            wait_for(lambda: receiver.received, "the third customer's event while the first one stalls", 20)
+            arrived_while_stalled.append(True)
+        finally:
+            release.set()
+
+    watcher = threading.Thread(target=release_after_the_fast_one)
+    watcher.start()
+    counts = delivery.deliver_due()
+    watcher.join()
+    assert arrived_while_stalled == [True]
+    assert counts == {"delivered": 3, "retrying": 0, "failed": 0}
+    for customer, job in jobs:
+        assert _deliveries(customer, job)[0]["state"] == "delivered"
