@@ -83,3 +83,27 @@ export async function uploadImage(file) {
   if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
   return target;
 }
+
+/** Start a billed job (generate-video, generate-image) under an Idempotency-Key kept in sessionStorage under
+ * ``pendingKey`` until the request is answered: the same body sent again (a double click, a reload) reuses the key,
+ * so it is charged once. Returns {data, replayed}; an unanswered request keeps its key for the next try
+ * (``error.unanswered`` is then true). */
+export async function startOnce(name, body, pendingKey) {
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(pendingKey) || "null");
+  } catch {
+    saved = null;
+  }
+  const entry = saved && JSON.stringify(saved.body) === JSON.stringify(body) ? saved : { key: crypto.randomUUID(), body };
+  sessionStorage.setItem(pendingKey, JSON.stringify(entry));
+  try {
+    const { data, response } = await call("POST", name, { body, headers: { "Idempotency-Key": entry.key } });
+    sessionStorage.removeItem(pendingKey);
+    return { data, replayed: response.headers.get("Idempotent-Replayed") === "true" };
+  } catch (e) {
+    e.unanswered = e.status === 0 || e.status >= 500 || e.code === "idempotency_in_flight";
+    if (!e.unanswered) sessionStorage.removeItem(pendingKey);
+    throw e;
+  }
+}

@@ -48,3 +48,18 @@ export function videoFilename(job) {
 }
 
 export const credits = (n) => `${n} credit${n === 1 ? "" : "s"}`;
+
+/** The JSON stored under ``key`` in ``storage``, or null when there is none or it does not parse. */
+export function readJson(storage, key) {
+  try {
+    return JSON.parse(storage.getItem(key) || "null");
+  } catch {
+    return null;
+  }
+}
+
+/** A labelled <select> of ``values`` with ``chosen`` selected: {el, field}. */
+export function select(id, label, values, chosen) {
+  const el = h("select", { id, name: id }, values.map((v) => h("option", { value: String(v), selected: String(v) === String(chosen) }, String(v))));
+  return { el, field: h("div", { class: "field" }, h("label", { for: id }, label), el) };
+}

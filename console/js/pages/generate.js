@@ -2,19 +2,12 @@
 // prompt, a video model and its allowed settings, the price from
 // quote, then generate-video with an Idempotency-Key kept in sessionStorage until the request is answered, so a
 // double click or a reload sends the same key again and the video is charged once.
-import { credits, h, messageBox } from "../ui.js";
+import { credits, h, messageBox, readJson, select } from "../ui.js";
 
 const PENDING = "i2v.generate.pending";
 const RETRY = "i2v.retry";
 const IMAGES = "i2v.job-images";
 
-function readJson(storage, key) {
-  try {
-    return JSON.parse(storage.getItem(key) || "null");
-  } catch {
-    return null;
-  }
-}
 
 /** Remember which image a job was made from, so "retry as new" can use it again (the last 200 jobs). */
 export function rememberImage(jobId, imageUrl) {
@@ -30,10 +23,6 @@ export function imageOf(jobId) {
   return (readJson(localStorage, IMAGES) || {})[jobId] || null;
 }
 
-function select(id, label, values, chosen) {
-  const el = h("select", { id, name: id }, values.map((v) => h("option", { value: String(v), selected: String(v) === String(chosen) }, String(v))));
-  return { el, field: h("div", { class: "field" }, h("label", { for: id }, label), el) };
-}
 
 export async function render(main, { api, go }) {
   const error = messageBox("error");
@@ -187,23 +176,16 @@ export async function render(main, { api, go }) {
     submit.disabled = true;
     error.clear();
     started.clear();
-    const saved = readJson(sessionStorage, PENDING);
-    const entry = saved && JSON.stringify(saved.body) === JSON.stringify(b) ? saved : { key: crypto.randomUUID(), body: b };
-    sessionStorage.setItem(PENDING, JSON.stringify(entry));
     try {
-      const { data, response } = await api.call("POST", "generate-video", { body: b, headers: { "Idempotency-Key": entry.key } });
-      sessionStorage.removeItem(PENDING);
+      const { data, replayed } = await api.startOnce("generate-video", b, PENDING);
       rememberImage(data.job_id, b.image_url);
-      const replayed = response.headers.get("Idempotent-Replayed") === "true";
       started.replaceChildren(
         replayed ? "This request was already answered: " : "Started job ",
         h("code", { id: "started-job" }, data.job_id),
         ` (${credits(data.credits_used)}). `,
         h("a", { href: "#/jobs" }, "Follow it on the Jobs page"), ".");
     } catch (e) {
-      const unanswered = e.status === 0 || e.status >= 500 || e.code === "idempotency_in_flight";
-      if (!unanswered) sessionStorage.removeItem(PENDING);
-      error.show(unanswered
+      error.show(e.unanswered
         ? `${api.describe(e)} Press Generate again: the same request is sent again and charged at most once.`
         : api.describe(e));
     } finally {

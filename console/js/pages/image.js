@@ -1,23 +1,12 @@
 // Image: a prompt (and optionally a reference image to edit), an image model and its settings, the price from
 // quote-image, then generate-image with an Idempotency-Key kept in sessionStorage until the request is answered
 // (a double click or a reload is charged once), as on the Generate page.
-import { credits, h, messageBox } from "../ui.js";
+import { credits, h, messageBox, readJson, select } from "../ui.js";
 
 const PENDING = "i2v.image.pending";
 export const RETRY = "i2v.image.retry";
 
-function readJson(storage, key) {
-  try {
-    return JSON.parse(storage.getItem(key) || "null");
-  } catch {
-    return null;
-  }
-}
 
-function select(id, label, values, chosen) {
-  const el = h("select", { id, name: id }, values.map((v) => h("option", { value: String(v), selected: String(v) === String(chosen) }, String(v))));
-  return { el, field: h("div", { class: "field" }, h("label", { for: id }, label), el) };
-}
 
 export async function render(main, { api }) {
   const error = messageBox("error");
@@ -150,22 +139,15 @@ export async function render(main, { api }) {
     submit.disabled = true;
     error.clear();
     started.clear();
-    const saved = readJson(sessionStorage, PENDING);
-    const entry = saved && JSON.stringify(saved.body) === JSON.stringify(b) ? saved : { key: crypto.randomUUID(), body: b };
-    sessionStorage.setItem(PENDING, JSON.stringify(entry));
     try {
-      const { data, response } = await api.call("POST", "generate-image", { body: b, headers: { "Idempotency-Key": entry.key } });
-      sessionStorage.removeItem(PENDING);
-      const replayed = response.headers.get("Idempotent-Replayed") === "true";
+      const { data, replayed } = await api.startOnce("generate-image", b, PENDING);
       started.replaceChildren(
         replayed ? "This request was already answered: " : "Started image job ",
         h("code", { id: "started-image-job" }, data.job_id),
         ` (${credits(data.credits_used)}). `,
         h("a", { href: "#/jobs" }, "Follow it on the Jobs page"), ".");
     } catch (e) {
-      const unanswered = e.status === 0 || e.status >= 500 || e.code === "idempotency_in_flight";
-      if (!unanswered) sessionStorage.removeItem(PENDING);
-      error.show(unanswered
+      error.show(e.unanswered
         ? `${api.describe(e)} Press Make again: the same request is sent again and charged at most once.`
         : api.describe(e));
     } finally {
