@@ -248,6 +248,8 @@ def test_make_an_image_animate_it_and_continue_the_video(browser: Any, stack: st
         "the image shown",
     )
     assert size[0] > 0 and abs(size[0] / size[1] - 16 / 9) < 0.01  # shown, at the aspect ratio asked for
+    fits = "return arguments[0].getBoundingClientRect().right <= arguments[1].getBoundingClientRect().right"
+    assert browser.execute_script(fits, picture, card)  # the image stays inside its card
     _shot(browser, "gallery-image")
     image_id = card.get_attribute("id").removeprefix("image-")
     card.find_element("css selector", '[data-action="animate"]').click()
