@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import uvicorn
@@ -239,6 +241,12 @@ class LocalStack:
 
         url = self.prepare_database()
         dbmod.get_db().close()  # the workers have their own pools; this process only owns the server
+        from infra.prometheus import METRICS_DIR_ENV
+
+        shared_metrics = self.settings.home / "run" / f"metrics-{os.getpid()}"
+        shutil.rmtree(shared_metrics, ignore_errors=True)
+        shared_metrics.mkdir(parents=True)
+        os.environ[METRICS_DIR_ENV] = str(shared_metrics)  # the workers inherit it: /metrics sums them all
         listener = _listen(self.host, self.port)
         inbox, channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         context = multiprocessing.get_context("spawn")
@@ -288,6 +296,8 @@ class LocalStack:
             listener.close()
             inbox.close()
             channel.close()
+            os.environ.pop(METRICS_DIR_ENV, None)
+            shutil.rmtree(shared_metrics, ignore_errors=True)
 
     def _uvicorn_server(self, shared_socket: bool = False) -> uvicorn.Server:
         config = uvicorn.Config(
@@ -401,7 +411,13 @@ def _worker_main(spec: _WorkerSpec, listener: socket.socket, engine_socket: sock
         logs.configure(stack.settings.log_level)
         stack._connect(spec.database_url)
         engine = spec.index == 0
+        from infra.prometheus import METRICS_DIR_ENV, SnapshotWriter
+
+        shared_metrics = os.environ.get(METRICS_DIR_ENV)
+        writer = SnapshotWriter(Path(shared_metrics)) if shared_metrics else None
         try:
+            if writer is not None:
+                writer.start()
             stack.prepare_worker(
                 engine=engine,
                 inbox=engine_socket if engine else None,
@@ -413,6 +429,8 @@ def _worker_main(spec: _WorkerSpec, listener: socket.socket, engine_socket: sock
                 pass
         finally:
             stack.shutdown()
+            if writer is not None:
+                writer.stop()
 
 
 def _listen(host: str, port: int) -> socket.socket:

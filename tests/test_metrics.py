@@ -4,8 +4,10 @@ provider calls, breakers, webhooks and refunds are counted where they happen."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -198,3 +200,32 @@ def test_webhook_lag_is_measured_from_the_signed_timestamp(header: str) -> None:
     metrics.webhook_received(provider, {header: str(int(time.time()) - 5)})
     lag: Any = series("webhook_lag_seconds", provider=provider)
     assert lag.count == 1 and 4 <= lag.value <= 7
+
+
+def test_workers_totals_add_up_counters_and_histograms_and_take_the_largest_gauge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Merged with two other workers' files, counters and histogram counts are summed per label set, a gauge is
+    the largest value, this process's own (stale) file is replaced by its live totals, and a torn file is
+    skipped."""
+    from infra import prometheus
+
+    metrics.reset()
+    metrics.JOBS_STARTED.inc(model="m", provider="p")
+    metrics.CIRCUIT_BREAKER_OPEN.set(0, provider="fal")
+    metrics.MIRROR_SECONDS.observe(0.3, provider="p")
+    prometheus.write_snapshot(tmp_path)  # as another worker would: moved to another pid's name below
+    (tmp_path / f"{os.getpid()}.json").rename(tmp_path / "1.json")
+    metrics.JOBS_STARTED.inc(2, model="m", provider="p")
+    metrics.CIRCUIT_BREAKER_OPEN.set(1, provider="fal")
+    prometheus.write_snapshot(tmp_path)
+    (tmp_path / f"{os.getpid()}.json").rename(tmp_path / "2.json")
+    (tmp_path / "3.json").write_text('{"jobs_started": [[["m", "p"], 1')  # a file being written
+    metrics.reset()
+    metrics.JOBS_STARTED.inc(10, model="m", provider="p")
+    (tmp_path / f"{os.getpid()}.json").write_text(json.dumps({"jobs_started": [[["m", "p"], 1000.0, 0, []]]}))
+    merged = prometheus.merged_snapshot(tmp_path)
+    assert [(s.labels, s.value) for s in merged["jobs_started"]] == [(("m", "p"), 1 + 3 + 10)]
+    assert [(s.labels, s.value) for s in merged["circuit_breaker_open"]] == [(("fal",), 1)]
+    assert [s.count for s in merged["mirror_seconds"]] == [2]
+    metrics.reset()

@@ -243,9 +243,20 @@ def _call(
     return resp.status, json.loads(resp.read() or b"null")
 
 
+def _scraped(conn: http.client.HTTPConnection, name: str) -> float:
+    """The total of one i2v metric in a /metrics answer on ``conn`` (0 when it has no series yet)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    return sum(sample.value for sample in families[name].samples if sample.name == name + "_total")
+
+
 def test_workers_share_one_socket_and_one_engine(home: Path) -> None:
     """With --workers 2 two processes answer on the one port, the engine and housekeeping start once, and a job
-    created, or canceled, through either worker reaches the engine: it completes, or its render stops."""
+    created, or canceled, through either worker reaches the engine: it completes, or its render stops. /metrics,
+    whichever worker answers, counts the jobs of both (started in each, completed in the engine's)."""
     with serving(home, "--workers", "2") as served:
         workers = served.workers()
         assert len(workers) == 2
@@ -273,6 +284,9 @@ def test_workers_share_one_socket_and_one_engine(home: Path) -> None:
             short_jobs.append(body["job_id"])
         for job_id in short_jobs:
             wait_for(lambda j=job_id: caller.status(j).json()["status"] == "completed", "the job to complete")
+        for conn in by_worker.values():
+            for name in ("i2v_jobs_started", "i2v_jobs_completed"):
+                wait_for(lambda c=conn, n=name: _scraped(c, n) == 2, f"{name} of both workers", timeout=30)
 
         for conn in by_worker.values():
             status, body = _call(
