@@ -171,8 +171,27 @@ class CreateWebhookEndpointRequest(BaseModel):
     events: list[EventType] = Field(min_length=1)
 
 
+class WebhookError(BaseModel):
+    """The newest delivery to an endpoint whose last attempt failed: its state, the answer and when."""
+
+    delivery_id: UUID
+    state: str
+    status: int | None = None
+    error: str | None = None
+    at: datetime | None = None
+
+
+class WebhookEndpointHealth(BaseModel):
+    """How an endpoint's deliveries are going."""
+
+    pending: int = 0
+    failed_last_24h: int = 0
+    last_delivered_at: datetime | None = None
+    last_error: WebhookError | None = None
+
+
 class WebhookEndpoint(BaseModel):
-    """One endpoint that receives job events."""
+    """One endpoint that receives job events, with its health."""
 
     id: UUID
     url: str
@@ -180,6 +199,7 @@ class WebhookEndpoint(BaseModel):
     secret_prefix: str
     created_at: datetime
     disabled_at: datetime | None = None
+    health: WebhookEndpointHealth = WebhookEndpointHealth()
 
 
 class CreatedWebhookEndpoint(WebhookEndpoint):

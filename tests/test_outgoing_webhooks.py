@@ -289,7 +289,49 @@ def test_a_hostile_endpoint_neither_floods_the_sender_nor_holds_up_other_custome
     watcher.start()
     counts = delivery.deliver_due()
     watcher.join()
-    assert arrived_while_stalled == [True]
-    assert counts == {"delivered": 3, "retrying": 0, "failed": 0}
-    for customer, job in jobs:
-        assert _deliveries(customer, job)[0]["state"] == "delivered"
+    try:
+        assert arrived_while_stalled == [True]
+        assert counts == {"delivered": 3, "retrying": 0, "failed": 0}
+        for customer, job in jobs:
+            assert _deliveries(customer, job)[0]["state"] == "delivered"
+    finally:
+        for customer, _ in jobs:
+            customer.http.close()
+
+
+def test_an_endpoints_health_shows_what_is_pending_failing_and_delivered(
+    caller: Caller, db: Database, receiver: Receiver
+) -> None:
+    """list-webhook-endpoints shows an endpoint's pending delivery and the error standing (a 500) while it fails;
+    once the retry goes through, the last delivery time and no error; a delivery failed for good (410) counts in
+    failed_last_24h and stands as the last error."""
+    caller.grant(10)
+    _endpoint(caller, receiver.url, ["job.failed", "job.canceled"])
+
+    def health() -> dict[str, Any]:
+        found: dict[str, Any] = caller.http.get("/functions/v1/list-webhook-endpoints").json()["endpoints"][0]
+        return found["health"]
+
+    fresh = health()
+    assert fresh == {"pending": 0, "failed_last_24h": 0, "last_delivered_at": None, "last_error": None}
+    receiver.answers.append((500, {}))
+    job = debit_job(db, caller.id)
+    db.call("fail_job", job=job, error="x", kind="provider")
+    delivery.deliver_due()
+    failing = health()
+    assert failing["pending"] == 1 and failing["last_delivered_at"] is None
+    assert failing["last_error"]["status"] == 500 and failing["last_error"]["state"] == "pending"
+    [sent] = _deliveries(caller, job)
+    assert failing["last_error"]["delivery_id"] == sent["id"] and failing["last_error"]["at"] is not None
+    caller.http.post("/functions/v1/redeliver-webhook", json={"delivery_id": sent["id"]})
+    delivery.deliver_due()
+    recovered = health()
+    assert recovered["pending"] == 0 and recovered["last_error"] is None
+    assert recovered["last_delivered_at"] is not None
+    receiver.answers.append((410, {}))
+    other = debit_job(db, caller.id)
+    db.call("cancel_job", user=caller.id, job=other)
+    delivery.deliver_due()
+    gone = health()
+    assert gone["failed_last_24h"] == 1 and gone["last_error"]["status"] == 410
+    assert gone["last_error"]["state"] == "failed"

@@ -53,11 +53,30 @@ begin
   end if;
 end $$;
 
+-- An endpoint as the API shows it, with its health: deliveries still pending, those that failed for good in the
+-- last 24 hours, the last one delivered, and the newest delivery whose last attempt failed (null once it went
+-- through, or when none failed).
 create or replace function webhook_endpoint_record(e webhook_endpoints) returns jsonb
 language sql stable as $$
   select jsonb_build_object('id', e.id, 'url', e.url, 'events', to_jsonb(e.events),
                             'secret_prefix', left(e.secret, 10), 'created_at', e.created_at,
-                            'disabled_at', e.disabled_at);
+                            'disabled_at', e.disabled_at,
+                            'health', jsonb_build_object(
+                              'pending', (select count(*) from webhook_deliveries d
+                                           where d.endpoint_id = e.id and d.state = 'pending'),
+                              'failed_last_24h', (select count(*) from webhook_deliveries d
+                                                   where d.endpoint_id = e.id and d.state = 'failed'
+                                                     and d.created_at > now() - interval '24 hours'),
+                              'last_delivered_at', (select max(d.delivered_at) from webhook_deliveries d
+                                                     where d.endpoint_id = e.id and d.state = 'delivered'),
+                              'last_error', (select jsonb_build_object(
+                                                'delivery_id', d.id, 'state', d.state, 'status', d.last_status,
+                                                'error', d.last_error,
+                                                'at', (select max(a.attempted_at) from webhook_attempts a
+                                                        where a.delivery_id = d.id))
+                                               from webhook_deliveries d
+                                              where d.endpoint_id = e.id and d.last_error is not null
+                                              order by d.created_at desc limit 1)));
 $$;
 
 create or replace function create_webhook_endpoint(
