@@ -44,11 +44,14 @@ def wake_webhook_sender() -> bool:
     within seconds instead of at the next minute's schedule (which stays the fallback). True when it was invoked.
     Never raises; without WEBHOOK_FUNCTION (the local server, whose own sender listens to Postgres) nothing is
     asked of the database."""
-    from shared import db, errors
+    import sys
+
+    db = sys.modules.get("shared.db")  # a handler that never loaded the database layer changed no job
+    if db is None or not db.take_job_change():
+        return False
+    from shared import errors
     from shared.settings import get_settings
 
-    if not db.take_job_change():
-        return False
     function = get_settings().webhook_function
     if not function:
         return False

@@ -69,6 +69,10 @@ class WebhookSender:
                 log.warning("webhook sender: %s; trying again shortly", exc)
                 self._disconnect()
                 self._stop.wait(_RETRY_AFTER_ERROR_S)
+            except Exception:  # a bug must not silence every webhook until the server restarts
+                log.exception("webhook sender failed; trying again shortly")
+                self._disconnect()
+                self._stop.wait(_RETRY_AFTER_ERROR_S)
         self._disconnect()
 
     def _connect(self) -> None:
