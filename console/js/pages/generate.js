@@ -2,12 +2,12 @@
 // prompt, a video model and its allowed settings, the price from
 // quote, then generate-video with an Idempotency-Key kept in sessionStorage until the request is answered, so a
 // double click or a reload sends the same key again and the video is charged once.
-import { credits, h, messageBox, readJson, select } from "../ui.js";
+import { modelSelect as pickModel, pricePanel, startJob } from "../billed.js";
+import { h, messageBox, readJson, select } from "../ui.js";
 
 const PENDING = "i2v.generate.pending";
 const RETRY = "i2v.retry";
 const IMAGES = "i2v.job-images";
-
 
 /** Remember which image a job was made from, so "retry as new" can use it again (the last 200 jobs). */
 export function rememberImage(jobId, imageUrl) {
@@ -23,7 +23,6 @@ export function imageOf(jobId) {
   return (readJson(localStorage, IMAGES) || {})[jobId] || null;
 }
 
-
 export async function render(main, { api, go }) {
   const error = messageBox("error");
   const started = messageBox("success");
@@ -37,7 +36,6 @@ export async function render(main, { api, go }) {
     return;
   }
   models = models.filter((m) => m.kind !== "text-to-image"); // images are made on the Image page
-  const usable = models.filter((m) => m.available);
   const retry = readJson(sessionStorage, RETRY);
   sessionStorage.removeItem(RETRY);
   const pending = readJson(sessionStorage, PENDING);
@@ -45,13 +43,8 @@ export async function render(main, { api, go }) {
   let imageUrl = seed.image_url || null;
   // An earlier result to start from: {image_id} (an image made here) or {video_id} (a video's last frame).
   let reference = seed.image_id ? { image_id: seed.image_id } : seed.video_id ? { video_id: seed.video_id } : null;
-  let quoteTimer = null;
-  let quoteSeq = 0;
-  let sending = false;
 
-  const modelSelect = h("select", { id: "model", name: "model" },
-    models.map((m) => h("option", { value: m.slug, disabled: !m.available, selected: m.slug === (seed.model_id || (usable[0] || {}).slug) },
-      m.available ? `${m.name} (${m.slug})` : `${m.name} (${m.slug}) — unavailable: ${m.unavailable_reason || "switched off"}`)));
+  const modelSelect = pickModel("model", models, seed.model_id);
   const file = h("input", { id: "image", type: "file", accept: "image/jpeg,image/png,image/webp", "aria-describedby": "image-hint upload-state" });
   const preview = h("img", { alt: "", hidden: true });
   const uploadState = h("p", { class: "upload-state", id: "upload-state", role: "status" },
@@ -63,11 +56,7 @@ export async function render(main, { api, go }) {
     h("p", { class: "hint", id: "image-hint" }, "Drop a JPEG, PNG or WebP here, or press to choose one."), file);
   const prompt = h("textarea", { id: "prompt", name: "prompt", maxlength: "4000", "aria-describedby": "prompt-hint" }, seed.prompt || "");
   const settingsBox = h("div", { class: "row" });
-  const amount = h("p", { class: "amount", id: "price" }, "—");
-  const priceNote = h("p", { class: "hint", id: "price-note" }, "");
-  const balanceDd = h("dd", { id: "balance" }, "—");
-  const afterDd = h("dd", { id: "balance-after" }, "—");
-  const submit = h("button", { type: "submit", id: "generate", disabled: true }, "Generate");
+  const price = pricePanel(api, { prefix: "", submitId: "generate", verb: "Generate", what: "this video" });
   let settingSelects = {};
 
   function model() {
@@ -109,41 +98,8 @@ export async function render(main, { api, go }) {
     return null;
   }
 
-  function requote() {
-    clearTimeout(quoteTimer);
-    quoteTimer = setTimeout(quote, 250);
-  }
-
-  async function quote() {
-    const seq = ++quoteSeq;
-    const missing = ready();
-    submit.disabled = true;
-    if (missing) {
-      amount.textContent = "—";
-      priceNote.textContent = missing;
-      submit.textContent = "Generate";
-      return;
-    }
-    priceNote.textContent = "Pricing…";
-    try {
-      const q = await api.post("quote", body());
-      if (seq !== quoteSeq) return;
-      amount.textContent = credits(q.credits);
-      balanceDd.textContent = credits(q.balance);
-      afterDd.textContent = credits(q.balance_after);
-      priceNote.textContent = q.balance_after < 0
-        ? `Your balance of ${credits(q.balance)} does not cover this video.`
-        : "Charged once, when you press Generate; refunded if the job fails or is canceled.";
-      priceNote.className = q.balance_after < 0 ? "warning" : "hint";
-      submit.textContent = `Generate for ${credits(q.credits)}`;
-      submit.disabled = sending;
-    } catch (e) {
-      if (seq !== quoteSeq) return;
-      amount.textContent = "—";
-      priceNote.className = "error";
-      priceNote.textContent = api.describe(e);
-    }
-  }
+  const ask = () => api.post("quote", body());
+  const requote = () => price.later(ready, ask);
 
   async function upload(chosen) {
     if (!chosen) return;
@@ -156,7 +112,7 @@ export async function render(main, { api, go }) {
       preview.alt = `Preview of ${chosen.name}`;
     }
     uploadState.textContent = `Uploading ${chosen.name}…`;
-    submit.disabled = true;
+    price.submit.disabled = true;
     try {
       const target = await api.uploadImage(chosen);
       imageUrl = target.image_url;
@@ -171,27 +127,11 @@ export async function render(main, { api, go }) {
   }
 
   async function send(b) {
-    if (sending) return; // a second click while the first request is out
-    sending = true;
-    submit.disabled = true;
-    error.clear();
-    started.clear();
-    try {
-      const { data, replayed } = await api.startOnce("generate-video", b, PENDING);
-      rememberImage(data.job_id, b.image_url);
-      started.replaceChildren(
-        replayed ? "This request was already answered: " : "Started job ",
-        h("code", { id: "started-job" }, data.job_id),
-        ` (${credits(data.credits_used)}). `,
-        h("a", { href: "#/jobs" }, "Follow it on the Jobs page"), ".");
-    } catch (e) {
-      error.show(e.unanswered
-        ? `${api.describe(e)} Press Generate again: the same request is sent again and charged at most once.`
-        : api.describe(e));
-    } finally {
-      sending = false;
-      requote();
-    }
+    const data = await startJob(api, price, {
+      name: "generate-video", body: b, pendingKey: PENDING, started, error,
+      label: "Started job ", codeId: "started-job", then: requote,
+    });
+    if (data) rememberImage(data.job_id, b.image_url);
   }
 
   const form = h("form", { class: "generate", novalidate: true },
@@ -202,12 +142,7 @@ export async function render(main, { api, go }) {
       h("div", { class: "field" }, h("label", { for: "prompt" }, "Prompt"), prompt,
         h("p", { class: "hint", id: "prompt-hint" }, "Camera words work with local-motion: zoom in, pan left, orbit, pull back.")),
       settingsBox),
-    h("section", { class: "panel price", "aria-labelledby": "price-title", "aria-live": "polite" },
-      h("h2", { id: "price-title" }, "Price"),
-      amount,
-      h("dl", {}, h("dt", {}, "Balance"), balanceDd, h("dt", {}, "After"), afterDd),
-      priceNote,
-      submit));
+    price.el);
   main.append(form);
   renderSettings(seed.settings || {});
 
@@ -236,7 +171,7 @@ export async function render(main, { api, go }) {
     started.show("A request made before the page was reloaded had no answer yet: sending it again with the same Idempotency-Key (charged once).");
     await send(pending.body);
   } else {
-    await quote();
+    await price.now(ready(), ask);
   }
-  return () => clearTimeout(quoteTimer);
+  return price.stop;
 }

@@ -1,7 +1,8 @@
 // Image: a prompt (and optionally a reference image to edit), an image model and its settings, the price from
 // quote-image, then generate-image with an Idempotency-Key kept in sessionStorage until the request is answered
 // (a double click or a reload is charged once), as on the Generate page.
-import { credits, h, messageBox, readJson, select } from "../ui.js";
+import { modelSelect as pickModel, pricePanel, startJob } from "../billed.js";
+import { h, messageBox, readJson, select } from "../ui.js";
 
 const PENDING = "i2v.image.pending";
 export const RETRY = "i2v.image.retry";
@@ -20,8 +21,7 @@ export async function render(main, { api }) {
     error.show(`The models could not be listed: ${api.describe(e)}`);
     return;
   }
-  const usable = models.filter((m) => m.available);
-  if (!usable.length) {
+  if (!models.some((m) => m.available)) {
     main.append(h("p", { class: "notice" }, "No image model is available on this deployment."));
     return;
   }
@@ -30,13 +30,8 @@ export async function render(main, { api }) {
   sessionStorage.removeItem(RETRY);
   const seed = (pending && pending.body) || retry || {};
   let referenceUrl = (seed.image_urls || [])[0] || null;
-  let quoteTimer = null;
-  let quoteSeq = 0;
-  let sending = false;
 
-  const modelSelect = h("select", { id: "image-model", name: "model" },
-    models.map((m) => h("option", { value: m.slug, disabled: !m.available, selected: m.slug === (seed.model_id || usable[0].slug) },
-      m.available ? `${m.name} (${m.slug})` : `${m.name} (${m.slug}) — unavailable: ${m.unavailable_reason || "switched off"}`)));
+  const modelSelect = pickModel("image-model", models, seed.model_id);
   const prompt = h("textarea", { id: "image-prompt", name: "prompt", maxlength: "4000", required: true }, seed.prompt || "");
   const file = h("input", { id: "reference", type: "file", accept: "image/jpeg,image/png,image/webp", "aria-describedby": "reference-hint reference-state" });
   const referenceState = h("p", { class: "upload-state", id: "reference-state", role: "status" }, referenceUrl ? "Editing the earlier reference image." : "");
@@ -44,11 +39,7 @@ export async function render(main, { api }) {
     h("p", { class: "hint", id: "reference-hint" }, "An image to edit with the prompt; without one the image is made from the prompt alone."),
     referenceState);
   const settingsBox = h("div", { class: "row" });
-  const amount = h("p", { class: "amount", id: "image-price" }, "—");
-  const priceNote = h("p", { class: "hint", id: "image-price-note" }, "");
-  const balanceDd = h("dd", { id: "image-balance" }, "—");
-  const afterDd = h("dd", { id: "image-balance-after" }, "—");
-  const submit = h("button", { type: "submit", id: "make-image", disabled: true }, "Make");
+  const price = pricePanel(api, { prefix: "image-", submitId: "make-image", verb: "Make", what: "this" });
   let settingSelects = {};
 
   const model = () => models.find((m) => m.slug === modelSelect.value);
@@ -82,41 +73,9 @@ export async function render(main, { api }) {
     return b;
   }
 
-  function requote() {
-    clearTimeout(quoteTimer);
-    quoteTimer = setTimeout(quote, 250);
-  }
-
-  async function quote() {
-    const seq = ++quoteSeq;
-    submit.disabled = true;
-    if (!prompt.value.trim()) {
-      amount.textContent = "—";
-      priceNote.className = "hint";
-      priceNote.textContent = "Describe the image to see the price.";
-      submit.textContent = "Make";
-      return;
-    }
-    priceNote.textContent = "Pricing…";
-    try {
-      const q = await api.post("quote-image", body());
-      if (seq !== quoteSeq) return;
-      amount.textContent = credits(q.credits);
-      balanceDd.textContent = credits(q.balance);
-      afterDd.textContent = credits(q.balance_after);
-      priceNote.className = q.balance_after < 0 ? "warning" : "hint";
-      priceNote.textContent = q.balance_after < 0
-        ? `Your balance of ${credits(q.balance)} does not cover this.`
-        : "Charged once, when you press Make; refunded if the job fails or is canceled.";
-      submit.textContent = `Make for ${credits(q.credits)}`;
-      submit.disabled = sending;
-    } catch (e) {
-      if (seq !== quoteSeq) return;
-      amount.textContent = "—";
-      priceNote.className = "error";
-      priceNote.textContent = api.describe(e);
-    }
-  }
+  const missing = () => (prompt.value.trim() ? null : "Describe the image to see the price.");
+  const ask = () => api.post("quote-image", body());
+  const requote = () => price.later(missing, ask);
 
   async function upload(chosen) {
     if (!chosen) return;
@@ -133,28 +92,10 @@ export async function render(main, { api }) {
     }
   }
 
-  async function send(b) {
-    if (sending) return;
-    sending = true;
-    submit.disabled = true;
-    error.clear();
-    started.clear();
-    try {
-      const { data, replayed } = await api.startOnce("generate-image", b, PENDING);
-      started.replaceChildren(
-        replayed ? "This request was already answered: " : "Started image job ",
-        h("code", { id: "started-image-job" }, data.job_id),
-        ` (${credits(data.credits_used)}). `,
-        h("a", { href: "#/jobs" }, "Follow it on the Jobs page"), ".");
-    } catch (e) {
-      error.show(e.unanswered
-        ? `${api.describe(e)} Press Make again: the same request is sent again and charged at most once.`
-        : api.describe(e));
-    } finally {
-      sending = false;
-      requote();
-    }
-  }
+  const send = (b) => startJob(api, price, {
+    name: "generate-image", body: b, pendingKey: PENDING, started, error,
+    label: "Started image job ", codeId: "started-image-job", then: requote,
+  });
 
   const form = h("form", { class: "generate", novalidate: true },
     h("section", { class: "panel", "aria-labelledby": "image-what" },
@@ -163,12 +104,7 @@ export async function render(main, { api }) {
       h("div", { class: "field" }, h("label", { for: "image-prompt" }, "Prompt"), prompt),
       referenceField,
       settingsBox),
-    h("section", { class: "panel price", "aria-labelledby": "image-price-title", "aria-live": "polite" },
-      h("h2", { id: "image-price-title" }, "Price"),
-      amount,
-      h("dl", {}, h("dt", {}, "Balance"), balanceDd, h("dt", {}, "After"), afterDd),
-      priceNote,
-      submit));
+    price.el);
   main.append(form);
   renderSettings(seed.settings || {});
   modelSelect.addEventListener("change", () => {
@@ -185,7 +121,7 @@ export async function render(main, { api }) {
     started.show("A request made before the page was reloaded had no answer yet: sending it again with the same Idempotency-Key (charged once).");
     await send(pending.body);
   } else {
-    await quote();
+    await price.now(missing(), ask);
   }
-  return () => clearTimeout(quoteTimer);
+  return price.stop;
 }
