@@ -1,4 +1,4 @@
-"""Helpers of the team tests: API keys as HTTP clients, parallel generate requests, campaigns."""
+"""Helpers of the team tests: API keys as HTTP clients, parallel generate requests, campaigns, webhooks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from shared.db import Database
 from tests.conftest import Caller
 
 GENERATE = "/functions/v1/generate-video"
@@ -62,3 +63,9 @@ def campaign(caller: Caller, budget: int | None = None, name: str = "launch") ->
 def video_body(caller: Caller, **extra: Any) -> dict[str, Any]:
     """A 1-credit local-motion request on an uploaded image."""
     return {"model_id": "local-motion", "image_url": caller.upload(), "settings": {"duration": 1}, **extra}
+
+
+def end_pending_deliveries(db: Database) -> None:
+    """Set-up only: end every pending webhook delivery (earlier tests' included), so that none is due."""
+    with db.transaction() as tx:
+        tx.query("update webhook_deliveries set state = 'failed' where state = 'pending' returning id")

@@ -50,6 +50,7 @@ from tests.conftest import EXAMPLES, Caller, configured, debit_job
 from tests.emulators.fal import FalEmulator, JobPlan, MediaFile, WebhookPlan
 from tests.emulators.stripe import prepare_delivery
 from tests.lambda_support import LambdaContext, http_event, json_body
+from tests.teams_support import end_pending_deliveries
 from tests.test_storage_s3 import s3_endpoint  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -329,8 +330,7 @@ def test_a_job_change_wakes_the_webhook_function_only_when_a_delivery_is_due(
     """With WEBHOOK_FUNCTION, a cancel through the Lambda handler that queued a job.canceled delivery invokes
     deliverWebhooks asynchronously (202) as the invocation ends; with no endpoint subscribed nothing is invoked."""
     sender = lambda_api.replace("mirrorVideo", "deliverWebhooks")
-    with db.transaction() as tx:  # set-up: no delivery of an earlier test is left due
-        tx.query("update webhook_deliveries set state = 'failed' where state = 'pending' returning id")
+    end_pending_deliveries(db)
     caller.grant(3)
     if subscribed:
         with configured(ALLOW_PRIVATE_WEBHOOK_URLS="true"):

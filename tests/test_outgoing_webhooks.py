@@ -16,7 +16,7 @@ from shared.db import Database
 from shared.webhooks import delivery, signing
 from shared.webhooks.sender import WebhookSender
 from tests.conftest import Caller, configured, debit_job, make_caller, wait_for
-from tests.teams_support import generate, video_body
+from tests.teams_support import end_pending_deliveries, generate, video_body
 
 
 @dataclass
@@ -185,8 +185,7 @@ def test_the_retry_schedule_backs_off_for_about_a_day() -> None:
 def sender(db: Database) -> Iterator[WebhookSender]:
     """A listening sender whose own schedule would wait an hour: anything it sends sooner came from a wake-up or
     a retry falling due. Set-up: earlier tests' pending deliveries are ended so that none of them wakes it."""
-    with db.transaction() as tx:
-        tx.query("update webhook_deliveries set state = 'failed' where state = 'pending' returning id")
+    end_pending_deliveries(db)
     running = WebhookSender(db.url, max_sleep_s=3600)
     running.start()
     yield running
@@ -265,8 +264,7 @@ def test_a_hostile_endpoint_neither_floods_the_sender_nor_holds_up_other_custome
     and while another endpoint stalls, a third customer's endpoint still gets its event (the stalled one is
     released only once that event has arrived, so a one-at-a-time sender could never pass)."""
     endless, stalled, release = hostile
-    with db.transaction() as tx:  # set-up: no delivery of an earlier test is left due
-        tx.query("update webhook_deliveries set state = 'failed' where state = 'pending' returning id")
+    end_pending_deliveries(db)
     jobs = []
     for url in (stalled, endless, receiver.url):  # queued (and claimed) in this order
         customer = make_caller(str(caller.http.base_url).rstrip("/"))

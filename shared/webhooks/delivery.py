@@ -5,8 +5,8 @@ At least once: a delivery stays pending until an endpoint answers 2xx, with expo
 about 24 hours (RETRY_SCHEDULE_S), then ends failed (list-webhook-deliveries shows it; redeliver-webhook sends it
 again). A 410 Gone disables the endpoint. Redirects are not followed (a 3xx is a failure), an answer's body is
 never read. A batch is sent in order per destination URL and by up to WEBHOOK_CONCURRENCY destinations at once,
-so that one slow endpoint delays no other customer's events. Nothing here touches a job: the webhook sender, the reconciler or the deliver-webhooks
-function runs it, never a request.
+so that one slow endpoint delays no other customer's events. Nothing here touches a job: the webhook sender, the
+reconciler or the deliver-webhooks function runs it, never a request.
 """
 
 from __future__ import annotations
