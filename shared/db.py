@@ -66,12 +66,24 @@ _JOB_TRANSITIONS = frozenset(
 )
 
 
-_job_changed = False  # a job-transition procedure was called since take_job_change() last asked
+# The transitions that may change a job's status (and so queue its webhook events); the others only create a
+# pending job, record a submission or take and release a lease.
+_STATUS_CHANGES = _JOB_TRANSITIONS - {
+    "start_generation",
+    "claim_submit",
+    "mark_submitted",
+    "mark_submit_unknown",
+    "begin_engine_completion",
+    "claim_mirror",
+    "release_mirror",
+}
+_job_changed = False  # a status-changing procedure was called since take_job_change() last asked
 
 
 def take_job_change() -> bool:
-    """Whether a job-transition procedure was called since the last time this was asked (and forget it): how a
-    Lambda invocation knows, as it ends, that it changed a job (shared.invoke.wake_webhook_sender)."""
+    """Whether a procedure that may change a job's status was called since the last time this was asked (and
+    forget it): how a Lambda invocation knows, as it ends, that it may have queued webhook events
+    (shared.invoke.wake_webhook_sender). A generate request, which only creates a pending job, does not."""
     global _job_changed
     changed, _job_changed = _job_changed, False
     return changed
@@ -131,8 +143,9 @@ class Database:
         if function in _JOB_TRANSITIONS:
             logs.job_transition(function, params, result)
             metrics.job_transition(function, params, result)
-            global _job_changed
-            _job_changed = True
+            if function in _STATUS_CHANGES:
+                global _job_changed
+                _job_changed = True
         return result
 
     def call_rows(self, function: str, **params: Any) -> list[tuple[Any, ...]]:
