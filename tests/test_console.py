@@ -320,6 +320,28 @@ def test_insufficient_credits_is_shown_in_words(browser: Any, stack: str, db: Da
     assert _generation_entries(db, user) == []
 
 
+def test_a_page_left_while_loading_never_shows_over_the_next(browser: Any, stack: str) -> None:
+    """Leaving a page while it still waits for the API shows only the page gone to: the slow page's late
+    answer is not appended below it (nor does it wipe it)."""
+    _sign_in(browser, stack, uuid.uuid4())
+    browser.execute_script(
+        "const real = window.fetch; window.fetch = (url, ...rest) => String(url).includes('list-models')"
+        " ? new Promise((ok) => setTimeout(() => ok(real(url, ...rest)), 1500)) : real(url, ...rest);"
+        " location.hash = '#/image'; setTimeout(() => { location.hash = '#/credits'; }, 300);"
+    )
+    until(browser, lambda d: _text(d, "#balance"), "the credits page")
+    time.sleep(2.5)  # past the slow answer
+    headings = browser.execute_script(
+        "return [...document.querySelectorAll('main h1')].map((e) => e.textContent)"
+    )
+    assert headings == ["Credits"]
+    assert (
+        browser.execute_script("return document.querySelector('main form.generate, main #image-model')")
+        is None
+    )
+    assert "#/credits" in browser.current_url
+
+
 def test_double_click_and_reload_charge_once(browser: Any, stack: str, db: Database) -> None:
     """A double click on Generate makes one job; a request left unanswered at a reload is sent again with the
     same Idempotency-Key, so the API replays it instead of charging again."""

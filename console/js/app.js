@@ -69,21 +69,32 @@ async function renderNav(user) {
   document.getElementById("who-id").textContent = user ? user.email || user.id : "";
 }
 
+// Each navigation renders into its own container. A page still loading when the user moves on keeps writing into
+// its container, which is no longer in the document, so it can never mix into (or wipe) the page shown after it.
+let showing = 0;
+
 async function show() {
   if (stopPage) stopPage();
   stopPage = null;
+  const mine = ++showing;
   const { route, params } = currentRoute();
   const user = await auth.user();
   let page = PAGES.find((p) => p.route === route) || PAGES[0];
   if (page.signedIn && !user) page = PAGES.find((p) => p.route === "sign-in");
   if (page.route === "sign-in" && user) page = PAGES[0];
   await renderNav(user);
-  document.title = `${page.title} · i2v console`;
   const module = await import(page.module);
-  main.replaceChildren();
-  const stop = await module.render(main, { params, user, config, go, api, auth });
+  if (mine !== showing) return; // a later navigation has begun
+  document.title = `${page.title} · i2v console`;
+  const view = h("div", { class: "page" });
+  main.replaceChildren(view);
+  const stop = await module.render(view, { params, user, config, go, api, auth });
+  if (mine !== showing) {
+    if (typeof stop === "function") stop();
+    return;
+  }
   stopPage = typeof stop === "function" ? stop : null;
-  const heading = main.querySelector("h1");
+  const heading = view.querySelector("h1");
   if (heading) heading.setAttribute("tabindex", "-1");
   (heading || main).focus({ preventScroll: false });
   announce(`${page.title} page`);
