@@ -149,8 +149,8 @@ def test_a_failed_image_refunds_once_and_replays_answer_the_same(
 
 
 def test_image_settings_are_checked_before_any_charge(caller: Caller, rep: ReplicateEmulator) -> None:
-    """Bad image settings, a video model on generate-image and an image model on generate-video are 400s naming
-    the field; nothing is charged."""
+    """Bad image settings, a video model on generate-image, an image model on generate-video and an image_model
+    that makes no images are 400s naming the field (with the image models allowed); nothing is charged."""
     caller.grant(10)
     bad = image_job(caller, model_id="nano-banana", prompt="x", settings={"num_images": 9})
     assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "settings.num_images"
@@ -160,6 +160,11 @@ def test_image_settings_are_checked_before_any_charge(caller: Caller, rep: Repli
     assert wrong.status_code == 400 and wrong.json()["error"]["details"]["field"] == "model_id"
     video = caller.generate(model_id="nano-banana", prompt="x")
     assert video.status_code == 400 and video.json()["error"]["details"]["field"] == "model_id"
+    for image_model in ("nope", "local-motion", 7):
+        start = caller.generate(model_id=KLING, prompt="a cat", settings={"image_model": image_model})
+        details = start.json()["error"]["details"]
+        assert start.status_code == 400 and details["field"] == "settings.image_model", start.text
+        assert details["allowed"] == ["local-card", "nano-banana"]
     assert caller.balance() == 10
 
 

@@ -20,7 +20,7 @@ from shared.media.storage import get_storage
 from shared.media.uploads import GENERATED_PREFIX, UploadKey
 from shared.providers import registry
 from shared.providers.base import JobRequest, Provider
-from shared.providers.catalog import ModelSpec, Route, find_model
+from shared.providers.catalog import ModelSpec, Route, all_models, find_model
 from shared.providers.registry import get_provider
 from shared.records import Job, load_job
 from shared.schemas import GenerateImageRequest, GenerateVideoRequest, ImageOut, JobStatus, VideoStatus
@@ -172,12 +172,19 @@ def _prepare_from_prompt(
     """A video from a prompt alone: its start image is made first by the model's image model (or
     settings.image_model), at that model's price; one charge covers both."""
     if not prompt.strip():
-        raise errors.InvalidField("image_url", f"{spec.slug} needs an image_url, an image_id or a prompt.")
+        raise errors.InvalidField(
+            "image_url", f"{spec.slug} needs an image_url, an image_id, a video_id or a prompt."
+        )
+    image_models = _image_models()
     if image_model is not None and not isinstance(image_model, str):
-        raise errors.InvalidField("settings.image_model", "image_model must be an image model's slug.")
+        raise errors.InvalidField(
+            "settings.image_model", "image_model must be an image model's slug.", allowed=image_models
+        )
+    if image_model is not None and image_model not in image_models:
+        raise errors.InvalidField(
+            "settings.image_model", f"No image model is called {image_model!r}.", allowed=image_models
+        )
     image_spec = find_model(image_model or spec.image_model)
-    if not image_spec.makes_images:
-        raise errors.InvalidField("settings.image_model", f"{image_spec.slug} does not make images.")
     check_model(image_spec)
     aspect = resolved.get("aspect_ratio")
     wanted = {"aspect_ratio": aspect if aspect in image_spec.aspect_ratios else None, "num_images": 1}
@@ -256,9 +263,11 @@ def _verified_upload(user: User, sha: str) -> None:
 
 
 def _video_models() -> list[str]:
-    from shared.providers.catalog import all_models
-
     return sorted(slug for slug, spec in all_models().items() if not spec.makes_images)
+
+
+def _image_models() -> list[str]:
+    return sorted(slug for slug, spec in all_models().items() if spec.makes_images)
 
 
 def price(route: Route, resolved: dict[str, Any]) -> int:
