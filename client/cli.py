@@ -330,7 +330,13 @@ def image(
             "--image", help="A reference to edit: a local image, an https URL or an image id (repeatable)."
         ),
     ] = None,
-    model: Annotated[str, typer.Option(help="Image model slug (i2v models lists them).")] = "nano-banana",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Image model slug (i2v models lists them). Default: nano-banana, or where the server cannot run"
+            " it, its first available image model."
+        ),
+    ] = None,
     aspect_ratio: Annotated[str | None, typer.Option(help="e.g. 1:1, 16:9, 9:16.")] = None,
     output_format: Annotated[str | None, typer.Option(help="jpeg or png.")] = None,
     num_images: Annotated[int | None, typer.Option(help="How many images (per model).", min=1)] = None,

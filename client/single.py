@@ -101,7 +101,7 @@ class ImageOptions:
     """What ``i2v image`` was asked for."""
 
     prompt: str
-    model: str
+    model: str | None  # None: nano-banana where the server can run it, else its first available image model
     references: list[str]  # local files, URLs or image ids
     settings: dict[str, Any]
     download: bool
@@ -111,10 +111,29 @@ class ImageOptions:
     timeout: float = 600.0
 
 
+PREFERRED_IMAGE_MODEL = "nano-banana"
+
+
+def default_image_model(api: I2VClient, console: Console) -> str:
+    """nano-banana where the server can run it; otherwise its first available image model, said on stderr (a
+    stack with no provider keys makes title cards with local-card)."""
+    image_models = [m for m in api.list_models() if m.get("kind") == "text-to-image"]
+    available = [m["slug"] for m in image_models if m.get("available", True)]
+    if PREFERRED_IMAGE_MODEL in available or not available:
+        return PREFERRED_IMAGE_MODEL  # none available: the API's refusal says why
+    console.print(
+        f"model {available[0]}: {PREFERRED_IMAGE_MODEL} is not available on this server (--model to choose)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return str(available[0])
+
+
 def make_image(api: I2VClient, opts: ImageOptions, console: Console) -> dict[str, Any]:
     """Start one image job (text to image, or an edit of the references) and follow it; with ``download`` save
     each image as ``{image_id}.{ext}``. Returns the job and its saved paths."""
-    body: dict[str, Any] = {"model_id": opts.model, "prompt": opts.prompt, "settings": opts.settings}
+    model = opts.model or default_image_model(api, console)
+    body: dict[str, Any] = {"model_id": model, "prompt": opts.prompt, "settings": opts.settings}
     ids, urls = [], []
     for ref in opts.references:
         try:

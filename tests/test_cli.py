@@ -170,3 +170,35 @@ def test_campaigns_commands_create_list_and_budget(caller: Caller, stack: str) -
     assert table.exit_code == 0 and made["id"] in table.output
     cleared = _json(i2v(caller, stack, "campaigns", "update", made["id"], "--no-budget", "--archive"))
     assert cleared["budget_credits"] is None and cleared["archived"] is True
+
+
+def test_image_defaults_to_a_model_the_server_can_run_and_downloads(
+    caller: Caller, stack: str, tmp_path: Path
+) -> None:
+    """``i2v image`` without --model on a stack with no provider keys says it uses local-card, makes the image,
+    charges it once and saves it as {image_id}.{ext}; the id it prints is one ``--image-id`` can start from."""
+    caller.grant(3)
+    args = ("image", "a lighthouse at dusk", "--download", "--output-dir", str(tmp_path), "--json")
+    made = i2v(caller, stack, *args)
+    assert made.exit_code == 0, made.output
+    assert "model local-card: nano-banana is not available" in made.stderr
+    job = json.loads(made.stdout)
+    assert job["status"] == "completed" and job["model"] == "local-card"
+    (image,) = job["images"]
+    (saved,) = job["paths"]
+    assert (
+        Path(saved) == tmp_path / f"{image['image_id']}.jpg"
+        and Path(saved).read_bytes()[:3] == b"\xff\xd8\xff"
+    )
+    assert caller.balance() == 2
+    listed = _json(i2v(caller, stack, "jobs", "--kind", "image", "--json"))["jobs"]
+    assert [j["job_id"] for j in listed] == [job["job_id"]]
+
+
+def test_image_refusal_is_shown_and_charges_nothing(caller: Caller, stack: str) -> None:
+    """An image id that is not the caller's is refused: ``i2v image`` exits 1 with the API's words, uncharged."""
+    caller.grant(3)
+    unknown = "5fbaa8e3-dd87-4d6c-aee5-ed63af2bd933"
+    refused = i2v(caller, stack, "image", "x", "--model", "local-card", "--image", unknown)
+    assert refused.exit_code == 1 and f"No image {unknown} for this user" in refused.output, refused.output
+    assert caller.balance() == 3
