@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from client.api import ApiError, I2VClient
 from client.bulk_inputs import sniff_content_type
 from client.media import download_video, video_filename, video_tags
+from client.single import default_image_model
 
 WAIT_LIMIT_S = 50.0
 ImageRef = Annotated[
@@ -42,7 +43,13 @@ ModelSlug = Annotated[str, Field(description="a model slug from list_models, e.g
 ImagePrompt = Annotated[
     str, Field(description="what the image should show (or how to change the references)")
 ]
-ImageModel = Annotated[str, Field(description="an image model slug from list_models")]
+ImageModel = Annotated[
+    str | None,
+    Field(
+        description="an image model slug from list_models; default nano-banana, or where this server cannot"
+        " run it its first available image model"
+    ),
+]
 References = Annotated[
     list[str] | None,
     Field(description="images to edit: local file paths, http(s) URLs or image ids from earlier jobs"),
@@ -253,7 +260,7 @@ class I2VTools:
     def quote_image(
         self,
         prompt: ImagePrompt,
-        model: ImageModel = "nano-banana",
+        model: ImageModel = None,
         references: References = None,
         settings: ImageSettings | None = None,
     ) -> dict[str, Any]:
@@ -267,7 +274,7 @@ class I2VTools:
     def generate_image(
         self,
         prompt: ImagePrompt,
-        model: ImageModel = "nano-banana",
+        model: ImageModel = None,
         references: References = None,
         settings: ImageSettings | None = None,
         confirm: Annotated[
@@ -297,9 +304,10 @@ class I2VTools:
         return {**created, "idempotency_key": key, "next_step": "call wait_for_video with this job_id"}
 
     def _image_request(
-        self, prompt: str, model: str, references: list[str] | None, settings: ImageSettings | None
+        self, prompt: str, model: str | None, references: list[str] | None, settings: ImageSettings | None
     ) -> tuple[dict[str, Any], str]:
         """The generate-image body and an identity of the arguments (files by content, not by path)."""
+        model = model or default_image_model(self.api.list_models())
         values = settings.model_dump(exclude_none=True) if settings else {}
         body: dict[str, Any] = {"model_id": model, "prompt": prompt, "settings": values}
         ids, urls, names = [], [], []

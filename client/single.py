@@ -114,25 +114,25 @@ class ImageOptions:
 PREFERRED_IMAGE_MODEL = "nano-banana"
 
 
-def default_image_model(api: I2VClient, console: Console) -> str:
-    """nano-banana where the server can run it; otherwise its first available image model, said on stderr (a
-    stack with no provider keys makes title cards with local-card)."""
-    image_models = [m for m in api.list_models() if m.get("kind") == "text-to-image"]
-    available = [m["slug"] for m in image_models if m.get("available", True)]
+def default_image_model(models: list[dict[str, Any]]) -> str:
+    """nano-banana where the server can run it; otherwise its first available image model (a stack with no
+    provider keys makes title cards with local-card). With none available, nano-banana: the API says why."""
+    available = [m["slug"] for m in models if m.get("kind") == "text-to-image" and m.get("available", True)]
     if PREFERRED_IMAGE_MODEL in available or not available:
-        return PREFERRED_IMAGE_MODEL  # none available: the API's refusal says why
-    console.print(
-        f"model {available[0]}: {PREFERRED_IMAGE_MODEL} is not available on this server (--model to choose)",
-        highlight=False,
-        soft_wrap=True,
-    )
+        return PREFERRED_IMAGE_MODEL
     return str(available[0])
 
 
 def make_image(api: I2VClient, opts: ImageOptions, console: Console) -> dict[str, Any]:
     """Start one image job (text to image, or an edit of the references) and follow it; with ``download`` save
     each image as ``{image_id}.{ext}``. Returns the job and its saved paths."""
-    model = opts.model or default_image_model(api, console)
+    model = opts.model or default_image_model(api.list_models())
+    if model != (opts.model or PREFERRED_IMAGE_MODEL):
+        console.print(
+            f"model {model}: {PREFERRED_IMAGE_MODEL} is not available on this server (--model to choose)",
+            highlight=False,
+            soft_wrap=True,
+        )
     body: dict[str, Any] = {"model_id": model, "prompt": opts.prompt, "settings": opts.settings}
     ids, urls = [], []
     for ref in opts.references:

@@ -197,10 +197,11 @@ def test_wait_returns_early_and_cancel_refunds(caller: Caller, stack: str) -> No
 
 
 def test_an_image_is_quoted_confirmed_and_made(caller: Caller, stack: str) -> None:
-    """quote_image prices a local-card image; generate_image refuses without confirm, then makes it once (a retry
-    with the same arguments is the same job); wait_for_video returns its image id."""
+    """quote_image prices an image on the model this keyless stack can run (local-card, with no model named);
+    generate_image refuses without confirm, then makes it once (a retry with the same arguments is the same job);
+    wait_for_video returns its image id."""
     caller.grant(5)
-    args = {"prompt": "A harbour at dawn", "model": "local-card", "settings": {"num_images": 2}}
+    args = {"prompt": "A harbour at dawn", "settings": {"num_images": 2}}
 
     async def scenario(
         client: Client,
@@ -216,7 +217,7 @@ def test_an_image_is_quoted_confirmed_and_made(caller: Caller, stack: str) -> No
     quote, refused, created, done = with_server(caller, stack, scenario)
     assert done["job_id"] == created["job_id"] and quote["credits"] == 2 and quote["balance_after"] == 3
     assert refused.is_error and "Not submitted" in _text(refused)
-    assert done["status"] == "completed" and len(done["images"]) == 2
+    assert done["status"] == "completed" and len(done["images"]) == 2 and done["model"] == "local-card"
     assert caller.balance() == 3
 
 
