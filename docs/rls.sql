@@ -132,7 +132,7 @@ begin
     'claim_webhook_deliveries', 'claimable_engine_jobs', 'client_record', 'complete_image_job', 'complete_job',
     'create_api_key', 'create_campaign', 'create_client', 'create_webhook_endpoint', 'credit_ledger_apply',
     'credit_ledger_campaign', 'credit_ledger_immutable', 'credit_ledger_recover_debt', 'disable_webhook_endpoint',
-    'engine_progress', 'ensure_account', 'ensure_webhook_secret', 'fail_job', 'find_job_by_request',
+    'enable_webhook_endpoint', 'engine_progress', 'ensure_account', 'ensure_webhook_secret', 'fail_job', 'find_job_by_request',
     'get_app_store_transaction', 'get_campaign', 'get_client', 'get_credits', 'get_image', 'get_job',
     'get_last_frame', 'get_provider_upload', 'get_purchase', 'get_upload', 'grant_credits', 'job_counts',
     'job_event_payload', 'job_for_provider', 'job_record', 'job_spend', 'ledger_mismatches', 'list_api_keys',

@@ -51,6 +51,7 @@ HTTP_FUNCTIONS: tuple[str, ...] = (
     "create_webhook_endpoint",
     "list_webhook_endpoints",
     "delete_webhook_endpoint",
+    "enable_webhook_endpoint",
     "get_webhook_secret",
     "list_webhook_deliveries",
     "redeliver_webhook",

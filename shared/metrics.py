@@ -146,6 +146,13 @@ RECONCILER_ACTIONS = Metric(
     "Jobs the reconciler acted on, by action (poll, submit, find, expire, mirror).",
     ("action",),
 )
+WEBHOOK_ENDPOINTS_DISABLED = Metric(
+    "webhook_endpoints_disabled",
+    "counter",
+    "Customers' webhook endpoints the sender disabled, by reason (gone: a 410; failing: no 2xx for"
+    " WEBHOOK_DISABLE_AFTER_S).",
+    ("reason",),
+)
 LEDGER_MISMATCHES = Metric(
     "ledger_mismatches",
     "gauge",
@@ -168,6 +175,7 @@ METRICS: tuple[Metric, ...] = (
     MIRROR_BYTES,
     MIRROR_SECONDS,
     RECONCILER_ACTIONS,
+    WEBHOOK_ENDPOINTS_DISABLED,
     LEDGER_MISMATCHES,
 )
 

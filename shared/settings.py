@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=15.0, gt=0)
     webhook_batch: int = Field(default=50, ge=1)
     webhook_concurrency: int = Field(default=8, ge=1)  # deliveries of a batch in flight at once
+    # An endpoint none of whose attempts succeeded for this long is disabled (Standard Webhooks: after persistent
+    # failure); enable-webhook-endpoint sends to it again. Default 5 days.
+    webhook_disable_after_s: int = Field(default=432_000, ge=60)
     allow_private_webhook_urls: bool = False
     # i2v serve: send each outgoing webhook as soon as it is queued (a sender listening to Postgres), instead of
     # with housekeeping every RECONCILE_INTERVAL_S.

@@ -199,6 +199,10 @@ class WebhookEndpoint(BaseModel):
     secret_prefix: str
     created_at: datetime
     disabled_at: datetime | None = None
+    # Why it was disabled: deleted (delete-webhook-endpoint), gone (it answered 410), failing (no 2xx for
+    # WEBHOOK_DISABLE_AFTER_S); enable-webhook-endpoint clears it.
+    disabled_reason: Literal["deleted", "gone", "failing"] | None = None
+    failing_since: datetime | None = None  # the first failed attempt since its last 2xx
     health: WebhookEndpointHealth = WebhookEndpointHealth()
 
 
@@ -216,6 +220,13 @@ class WebhookEndpointList(BaseModel):
 
 class DeleteWebhookEndpointRequest(BaseModel):
     """Body of POST delete-webhook-endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+    endpoint_id: UUID
+
+
+class EnableWebhookEndpointRequest(BaseModel):
+    """Body of POST enable-webhook-endpoint."""
 
     model_config = ConfigDict(extra="forbid")
     endpoint_id: UUID

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
+from shared import metrics
 from shared.db import Database
 from shared.webhooks import delivery, signing
 from shared.webhooks.sender import WebhookSender
@@ -153,6 +154,89 @@ def test_redirects_are_not_followed_and_410_disables_the_endpoint(
     assert _deliveries(caller, job)[0]["state"] == "failed"
     listed = caller.http.get("/functions/v1/list-webhook-endpoints").json()["endpoints"]
     assert listed[0]["id"] == endpoint["id"] and listed[0]["disabled_at"] is not None
+    assert listed[0]["disabled_reason"] == "gone"
+
+
+def _listed(caller: Caller) -> dict[str, Any]:
+    endpoints: list[dict[str, Any]] = caller.http.get("/functions/v1/list-webhook-endpoints").json()[
+        "endpoints"
+    ]
+    assert len(endpoints) == 1
+    return endpoints[0]
+
+
+def test_an_endpoint_failing_for_days_is_disabled_and_can_be_enabled_again(
+    caller: Caller, db: Database, receiver: Receiver
+) -> None:
+    """An endpoint with no 2xx for WEBHOOK_DISABLE_AFTER_S is disabled at its next failed attempt (reason
+    failing, counted in the metric): the rest of its batch is not sent, its pending deliveries end failed and new
+    events queue nothing for it; enable-webhook-endpoint sends the next event to it again."""
+    caller.grant(10)
+    endpoint = _endpoint(caller, receiver.url, ["job.failed", "job.canceled"])
+    receiver.answers.extend([(500, {})] * 2)
+    first = debit_job(db, caller.id)
+    db.call("fail_job", job=first, error="x", kind="provider")
+    delivery.deliver_due()
+    failing = _listed(caller)
+    assert failing["failing_since"] is not None and failing["disabled_at"] is None
+    # Its failures began six days ago (past the five allowed); two more events are sent in one batch.
+    with db.transaction() as tx:
+        tx.query(
+            "update webhook_endpoints set failing_since = now() - interval '6 days' where id = %s",
+            (endpoint["id"],),
+        )
+    jobs = [debit_job(db, caller.id) for _ in range(2)]
+    for job in jobs:
+        db.call("cancel_job", user=caller.id, job=job)
+    before = sum(
+        s.value for s in metrics.snapshot()["webhook_endpoints_disabled"] if s.labels == ("failing",)
+    )
+    assert delivery.deliver_due() == {"delivered": 0, "retrying": 0, "failed": 2}
+    assert len(receiver.received) == 2  # the first event's attempt, then one of the batch: the other not sent
+    after = sum(s.value for s in metrics.snapshot()["webhook_endpoints_disabled"] if s.labels == ("failing",))
+    assert after == before + 1
+    disabled = _listed(caller)
+    assert disabled["disabled_reason"] == "failing" and disabled["disabled_at"] is not None
+    assert [d["state"] for job in [first, *jobs] for d in _deliveries(caller, job)] == ["failed"] * 3
+    quiet = debit_job(db, caller.id)
+    db.call("cancel_job", user=caller.id, job=quiet)
+    assert _deliveries(caller, quiet) == []
+
+    enabled = caller.http.post("/functions/v1/enable-webhook-endpoint", json={"endpoint_id": endpoint["id"]})
+    assert enabled.status_code == 200, enabled.text
+    back = enabled.json()
+    assert back["disabled_at"] is None and back["disabled_reason"] is None and back["failing_since"] is None
+    again = debit_job(db, caller.id)
+    db.call("cancel_job", user=caller.id, job=again)
+    assert delivery.deliver_due()["delivered"] == 1
+    assert [d["state"] for d in _deliveries(caller, again)] == ["delivered"]
+
+
+def test_delete_stops_an_endpoint_and_only_its_owner_may_enable_it(
+    caller: Caller, other: Caller, db: Database, receiver: Receiver
+) -> None:
+    """delete-webhook-endpoint disables an endpoint (reason deleted; its pending delivery ends failed); another
+    user's enable or delete of it is a 404 that changes nothing; its owner's enable brings it back."""
+    caller.grant(10)
+    endpoint = _endpoint(caller, receiver.url, ["job.canceled"])
+    receiver.answers.append((500, {}))
+    job = debit_job(db, caller.id)
+    db.call("cancel_job", user=caller.id, job=job)
+    delivery.deliver_due()
+    assert _deliveries(caller, job)[0]["state"] == "pending"
+    ref = {"endpoint_id": endpoint["id"]}
+    deleted = caller.http.post("/functions/v1/delete-webhook-endpoint", json=ref)
+    assert deleted.status_code == 200 and deleted.json()["disabled_reason"] == "deleted", deleted.text
+    assert _deliveries(caller, job)[0]["state"] == "failed"
+    for action in ("enable", "delete"):
+        refused = other.http.post(f"/functions/v1/{action}-webhook-endpoint", json=ref)
+        assert refused.status_code == 404 and refused.json()["error"]["details"]["field"] == "endpoint_id"
+    assert _listed(caller)["disabled_reason"] == "deleted"
+    unknown = caller.http.post(
+        "/functions/v1/enable-webhook-endpoint", json={"endpoint_id": str(uuid.uuid4())}
+    )
+    assert unknown.status_code == 404
+    assert caller.http.post("/functions/v1/enable-webhook-endpoint", json=ref).json()["disabled_at"] is None
 
 
 @pytest.mark.parametrize(
@@ -318,6 +402,7 @@ def test_an_endpoints_health_shows_what_is_pending_failing_and_delivered(
     delivery.deliver_due()
     failing = health()
     assert failing["pending"] == 1 and failing["last_delivered_at"] is None
+    assert _listed(caller)["failing_since"] is not None
     assert failing["last_error"]["status"] == 500 and failing["last_error"]["state"] == "pending"
     [sent] = _deliveries(caller, job)
     assert failing["last_error"]["delivery_id"] == sent["id"] and failing["last_error"]["at"] is not None
@@ -325,6 +410,7 @@ def test_an_endpoints_health_shows_what_is_pending_failing_and_delivered(
     delivery.deliver_due()
     recovered = health()
     assert recovered["pending"] == 0 and recovered["last_error"] is None
+    assert _listed(caller)["failing_since"] is None  # a 2xx ends the run of failures
     assert recovered["last_delivered_at"] is not None
     receiver.answers.append((410, {}))
     other = debit_job(db, caller.id)

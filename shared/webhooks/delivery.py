@@ -3,7 +3,8 @@ the answer and schedule the next attempt.
 
 At least once: a delivery stays pending until an endpoint answers 2xx, with exponential backoff and jitter for
 about 24 hours (RETRY_SCHEDULE_S), then ends failed (list-webhook-deliveries shows it; redeliver-webhook sends it
-again). A 410 Gone disables the endpoint. Redirects are not followed (a 3xx is a failure), an answer's body is
+again). A 410 Gone disables the endpoint, and so do failures with no 2xx for WEBHOOK_DISABLE_AFTER_S (5 days; then
+enable-webhook-endpoint sends to it again). Redirects are not followed (a 3xx is a failure), an answer's body is
 never read. A batch is sent in order per destination URL and by up to WEBHOOK_CONCURRENCY destinations at once,
 so that one slow endpoint delays no other customer's events. Nothing here touches a job: the webhook sender, the
 reconciler or the deliver-webhooks function runs it, never a request.
@@ -17,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from shared import errors
+from shared import errors, metrics
 from shared.db import get_db
 from shared.http import make_client
 from shared.settings import get_settings
@@ -61,7 +62,16 @@ def deliver_due(limit: int | None = None, client: httpx.Client | None = None) ->
         queues.setdefault(str(claimed_delivery["url"]), []).append(claimed_delivery)
 
     def send_queue(queue: list[dict[str, Any]]) -> list[str]:
-        return [_send(own, one) for one in queue]
+        outcomes, disabled = [], set()
+        for one in queue:
+            if one["endpoint_id"] in disabled:  # disabled by an earlier answer: its deliveries ended failed
+                outcomes.append("failed")
+                continue
+            outcome, disabling = _send(own, one)
+            outcomes.append(outcome)
+            if disabling:
+                disabled.add(one["endpoint_id"])
+        return outcomes
 
     workers = min(settings.webhook_concurrency, len(queues))
     try:
@@ -84,7 +94,8 @@ def _secret(delivery: dict[str, Any]) -> str:
     return secret
 
 
-def _send(client: httpx.Client, delivery: dict[str, Any]) -> str:
+def _send(client: httpx.Client, delivery: dict[str, Any]) -> tuple[str, str | None]:
+    """Send one delivery and record the attempt: its outcome and, when the answer disabled the endpoint, why."""
     import httpx
 
     body = str(delivery["payload"]).encode()
@@ -115,25 +126,38 @@ def _send(client: httpx.Client, delivery: dict[str, Any]) -> str:
 
 def _record(
     delivery: dict[str, Any], status: int | None, error: str | None, started: float, retry_after: float | None
-) -> str:
+) -> tuple[str, str | None]:
     ok = status is not None and 200 <= status < 300
     gone = status == 410
     delay = None if ok or gone else retry_delay(int(delivery["attempts"]), retry_after)
-    get_db().call(
+    disabled: str | None = get_db().call(
         "record_webhook_attempt",
         delivery=delivery["id"],
         status=status,
         error=error,
         duration_ms=round((time.perf_counter() - started) * 1000),
         retry_in_s=delay,
-        disable_endpoint=gone,
+        gone=gone,
+        disable_after_s=get_settings().webhook_disable_after_s,
     )
     if not ok:
         log.info(
             "webhook attempt failed",
             extra={"delivery_id": str(delivery["id"]), "status": status, "error": error},
         )
-    return "delivered" if ok else ("retrying" if delay is not None else "failed")
+    if disabled:
+        metrics.WEBHOOK_ENDPOINTS_DISABLED.inc(reason=disabled)
+        log.warning(
+            "webhook endpoint disabled",
+            extra={
+                "endpoint_id": str(delivery["endpoint_id"]),
+                "user_id": str(delivery["user_id"]),
+                "reason": disabled,
+            },
+        )
+    if ok:
+        return "delivered", None
+    return ("retrying" if delay is not None and not disabled else "failed"), disabled
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -49,7 +49,17 @@ def list_endpoints(user: User) -> WebhookEndpointList:
 
 def delete_endpoint(user: User, endpoint_id: UUID) -> WebhookEndpoint:
     """Stop sending to an endpoint (its pending deliveries end as failed)."""
-    record = get_db().call("disable_webhook_endpoint", user=user.id, endpoint=endpoint_id)
+    record = get_db().call("disable_webhook_endpoint", user=user.id, endpoint=endpoint_id, reason="deleted")
+    return _endpoint_or_404(record, endpoint_id)
+
+
+def enable_endpoint(user: User, endpoint_id: UUID) -> WebhookEndpoint:
+    """Send to a disabled endpoint again from the next event on (deleted, gone or failing alike)."""
+    record = get_db().call("enable_webhook_endpoint", user=user.id, endpoint=endpoint_id)
+    return _endpoint_or_404(record, endpoint_id)
+
+
+def _endpoint_or_404(record: dict[str, object] | None, endpoint_id: UUID) -> WebhookEndpoint:
     if record is None:
         raise errors.WebhookNotFound(f"No webhook endpoint {endpoint_id} for this user.", field="endpoint_id")
     return WebhookEndpoint.model_validate(record)

@@ -60,7 +60,8 @@ create or replace function webhook_endpoint_record(e webhook_endpoints) returns 
 language sql stable as $$
   select jsonb_build_object('id', e.id, 'url', e.url, 'events', to_jsonb(e.events),
                             'secret_prefix', left(e.secret, 10), 'created_at', e.created_at,
-                            'disabled_at', e.disabled_at,
+                            'disabled_at', e.disabled_at, 'disabled_reason', e.disabled_reason,
+                            'failing_since', e.failing_since,
                             'health', jsonb_build_object(
                               'pending', (select count(*) from webhook_deliveries d
                                            where d.endpoint_id = e.id and d.state = 'pending'),
@@ -97,19 +98,39 @@ language sql stable as $$
     from webhook_endpoints e where e.user_id = p_user;
 $$;
 
--- Stop sending to one of a user's endpoints (its pending deliveries end as failed); null when none.
-create or replace function disable_webhook_endpoint(p_user uuid, p_endpoint uuid) returns jsonb
+-- Stop sending to one of a user's endpoints (its pending deliveries end as failed), saying why: deleted (by the
+-- user), gone (it answered 410) or failing (persistently). An endpoint already disabled keeps its first reason.
+-- Null when the user has no such endpoint.
+create or replace function disable_webhook_endpoint(p_user uuid, p_endpoint uuid, p_reason text) returns jsonb
 language plpgsql as $$
 declare
   e webhook_endpoints%rowtype;
 begin
-  update webhook_endpoints set disabled_at = coalesce(disabled_at, now())
+  update webhook_endpoints
+     set disabled_at = coalesce(disabled_at, now()), disabled_reason = coalesce(disabled_reason, p_reason)
    where id = p_endpoint and user_id = p_user returning * into e;
   if not found then
     return null;
   end if;
   update webhook_deliveries set state = 'failed', last_error = coalesce(last_error, 'endpoint disabled')
    where endpoint_id = p_endpoint and state = 'pending';
+  return webhook_endpoint_record(e);
+end $$;
+
+-- Send to a disabled endpoint again, from the next event on (deliveries that failed meanwhile can be sent again
+-- with redeliver_webhook); enabling an enabled endpoint changes nothing. Null when the user has no such endpoint.
+create or replace function enable_webhook_endpoint(p_user uuid, p_endpoint uuid) returns jsonb
+language plpgsql as $$
+declare
+  e webhook_endpoints%rowtype;
+begin
+  update webhook_endpoints
+     set disabled_at = null, disabled_reason = null,
+         failing_since = case when disabled_at is null then failing_since end
+   where id = p_endpoint and user_id = p_user returning * into e;
+  if not found then
+    return null;
+  end if;
   return webhook_endpoint_record(e);
 end $$;
 
@@ -147,27 +168,51 @@ language sql as $$
 $$;
 
 -- Record one attempt. A 2xx delivers; otherwise the next attempt is in p_retry_in_s seconds, or, when that is
--- null, the delivery has failed for good. p_disable_endpoint stops the endpoint (it answered 410 Gone).
+-- null or the endpoint has been disabled meanwhile, the delivery has failed for good. An endpoint's run of
+-- failures starts at its first failed attempt and ends at its next 2xx. It is disabled when it answered 410 Gone
+-- (p_gone) or when its failures have run for p_disable_after_s seconds; the reason is returned then (gone,
+-- failing), null otherwise.
 create or replace function record_webhook_attempt(
-  p_delivery uuid, p_status int, p_error text, p_duration_ms int, p_retry_in_s int, p_disable_endpoint boolean
-) returns void language plpgsql as $$
+  p_delivery uuid, p_status int, p_error text, p_duration_ms int, p_retry_in_s int, p_gone boolean,
+  p_disable_after_s int
+) returns text language plpgsql as $$
 declare
-  ok boolean := p_status between 200 and 299;
-  d  webhook_deliveries%rowtype;
+  ok       boolean := p_status between 200 and 299;
+  endpoint uuid;
+  e        webhook_endpoints%rowtype;
+  d        webhook_deliveries%rowtype;
+  reason   text;
 begin
+  select endpoint_id into endpoint from webhook_deliveries where id = p_delivery;
+  if endpoint is not null then
+    -- the endpoint row first (as disable_webhook_endpoint takes it), so a concurrent disable is seen
+    select * into e from webhook_endpoints where id = endpoint for update;
+  end if;
   insert into webhook_attempts (delivery_id, status_code, error, duration_ms)
   values (p_delivery, p_status, left(p_error, 500), p_duration_ms);
   update webhook_deliveries
-     set state = case when ok then 'delivered' when p_retry_in_s is null then 'failed' else 'pending' end,
+     set state = case when ok then 'delivered'
+                      when p_retry_in_s is null or e.disabled_at is not null then 'failed'
+                      else 'pending' end,
          delivered_at = case when ok then now() else delivered_at end,
          next_attempt_at = case when ok or p_retry_in_s is null then next_attempt_at
                                 else now() + make_interval(secs => p_retry_in_s) end,
          last_status = p_status, last_error = case when ok then null else left(p_error, 500) end
    where id = p_delivery
   returning * into d;
-  if p_disable_endpoint and d.endpoint_id is not null then
-    perform disable_webhook_endpoint(d.user_id, d.endpoint_id);
+  if endpoint is null or e.disabled_at is not null then
+    return null;
   end if;
+  update webhook_endpoints
+     set failing_since = case when ok then null else coalesce(failing_since, now()) end
+   where id = endpoint
+  returning * into e;
+  reason := case when p_gone then 'gone'
+                 when e.failing_since < now() - make_interval(secs => p_disable_after_s) then 'failing' end;
+  if reason is not null then
+    perform disable_webhook_endpoint(d.user_id, endpoint, reason);
+  end if;
+  return reason;
 end $$;
 
 create or replace function webhook_delivery_record(d webhook_deliveries) returns jsonb
