@@ -49,7 +49,7 @@ browser:  ## install Debian's chromium and chromium-driver (the console's browse
 	       $$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends chromium chromium-driver; }
 
 screenshots: install browser  ## re-take the console screenshots in docs/screenshots/ (shown in the README)
-	I2V_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest -q tests/test_console.py
+	I2V_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest -q tests/test_console.py tests/test_console_team.py
 
 SUPABASE_JS_VERSION := 2.109.0
 console-vendor:  ## refresh console/vendor/supabase.js from the npm registry (@supabase/supabase-js, pinned)

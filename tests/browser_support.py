@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ import pytest
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 DRIVER_PATHS = ("chromedriver", "/usr/lib/chromium/chromedriver", "/usr/bin/chromedriver")
 SKIP_REASON = "chromium and chromium-driver are not installed (make browser installs the Debian packages)"
+#: Where the README's screenshots are written when set (make screenshots); otherwise nowhere.
+SCREENSHOTS = os.environ.get("I2V_SCREENSHOTS_DIR")
 
 
 def find_browser() -> tuple[str, str] | None:
@@ -84,3 +87,48 @@ def until(driver: Any, check: Callable[[Any], Any], what: str, timeout: float = 
             last = exc
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+def by(driver: Any, css: str) -> Any:
+    """The element matching ``css`` (NoSuchElementException when there is none yet)."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def text_of(driver: Any, css: str) -> str:
+    """The visible text of the element matching ``css``."""
+    text: str = by(driver, css).text
+    return text
+
+
+def shot(driver: Any, name: str) -> None:
+    """Save a screenshot as ``name``.png when I2V_SCREENSHOTS_DIR is set (make screenshots)."""
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+def sign_in(driver: Any, stack: str, user: uuid.UUID, screenshot: bool = False) -> None:
+    """Open the console signed out and use the dev sign-in as ``user`` (it lands on the Generate page)."""
+    driver.get(stack + "/")
+    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+    driver.get(stack + "/#/sign-in")
+    # Loaded afresh: requests still in flight from the page opened signed in (answered 401 once the session is
+    # gone, which sends the console to the sign-in page again) cannot replace the form while it is filled in.
+    driver.refresh()
+    field = until(driver, lambda d: by(d, "#dev-user"), "the sign-in form")
+    field.clear()
+    field.send_keys(str(user))
+    if screenshot:
+        shot(driver, "sign-in")
+    by(driver, "#dev-sign-in").click()
+    until(driver, lambda d: by(d, "#model"), "the generate page")
+
+
+def choose(driver: Any, select_id: str, value: str) -> None:
+    """Pick ``value`` in the <select> with id ``select_id`` once that option is there."""
+    from selenium.webdriver.support.ui import Select
+
+    until(driver, lambda d: by(d, f"#{select_id} option[value='{value}']"), f"{value} in #{select_id}")
+    Select(by(driver, f"#{select_id}")).select_by_value(value)

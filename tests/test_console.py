@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,13 +13,10 @@ import pytest
 
 from shared.billing import ledger as credits
 from shared.db import Database
-from tests.browser_support import chromium, until
+from tests.browser_support import by, choose, chromium, shot, sign_in, text_of, until
 from tests.conftest import configured, debit_job
 from tests.emulators.supabase_auth import SupabaseAuthEmulator
 from tests.media_support import EXAMPLES
-
-#: Where the README's screenshots are written when set (make screenshots); otherwise nowhere.
-SCREENSHOTS = os.environ.get("I2V_SCREENSHOTS_DIR")
 
 # Sums the layout shifts Chrome measures on the page (Layout Instability API).
 _WATCH_SHIFTS = """
@@ -78,37 +74,6 @@ def browser(stack: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[An
         yield driver
 
 
-def _by(driver: Any, css: str) -> Any:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.CSS_SELECTOR, css)
-
-
-def _text(driver: Any, css: str) -> str:
-    text: str = _by(driver, css).text
-    return text
-
-
-def _shot(driver: Any, name: str) -> None:
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(Path(SCREENSHOTS) / f"{name}.png"))
-
-
-def _sign_in(driver: Any, stack: str, user: uuid.UUID, shot: bool = False) -> None:
-    """Open the console signed out and use the dev sign-in as ``user``."""
-    driver.get(stack + "/")
-    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
-    driver.get(stack + "/#/sign-in")
-    field = until(driver, lambda d: _by(d, "#dev-user"), "the sign-in form")
-    field.clear()
-    field.send_keys(str(user))
-    if shot:
-        _shot(driver, "sign-in")
-    _by(driver, "#dev-sign-in").click()
-    until(driver, lambda d: _by(d, "#model"), "the generate page")
-
-
 def test_supabase_sign_in_refresh_and_sign_out(stack: str, db: Database, tmp_path: Path) -> None:
     """With Supabase Auth configured the console signs in through supabase-js: a wrong password is refused in
     words, the right one reads the API with the project's ES256 token (refreshed as it nears expiry), and
@@ -126,34 +91,28 @@ def test_supabase_sign_in_refresh_and_sign_out(stack: str, db: Database, tmp_pat
             driver.get(stack + "/")
             driver.execute_script("localStorage.clear(); sessionStorage.clear();")
             driver.get(stack + "/#/sign-in")
-            email = until(driver, lambda d: _by(d, "#email"), "the Supabase sign-in form")
+            email = until(driver, lambda d: by(d, "#email"), "the Supabase sign-in form")
             email.send_keys("ada@example.com")
-            _by(driver, "#password").send_keys("wrong password")
-            _by(driver, "#password-sign-in").click()
+            by(driver, "#password").send_keys("wrong password")
+            by(driver, "#password-sign-in").click()
             until(driver, lambda d: "Invalid login credentials" in d.page_source, "the refusal in words")
             assert "#/sign-in" in driver.current_url
-            _by(driver, "#password").clear()
-            _by(driver, "#password").send_keys("correct horse battery")
-            _by(driver, "#password-sign-in").click()
-            until(driver, lambda d: _by(d, "#model"), "the generate page")
-            assert _text(driver, "#who-id") == "ada@example.com"
+            by(driver, "#password").clear()
+            by(driver, "#password").send_keys("correct horse battery")
+            by(driver, "#password-sign-in").click()
+            until(driver, lambda d: by(d, "#model"), "the generate page")
+            assert text_of(driver, "#who-id") == "ada@example.com"
             driver.get(stack + "/#/credits")
-            until(driver, lambda d: _text(d, "#balance").startswith("7"), "the balance read with the token")
+            until(driver, lambda d: text_of(d, "#balance").startswith("7"), "the balance read with the token")
             assert auth.grants("password") == 2 and auth.grants("refresh_token") >= 1
-            _by(driver, "#sign-out").click()
-            until(driver, lambda d: _by(d, "#email"), "the sign-in form after signing out")
+            by(driver, "#sign-out").click()
+            until(driver, lambda d: by(d, "#email"), "the sign-in form after signing out")
     assert ("POST", "/auth/v1/logout", None) in auth.requests
 
 
 def _pick_image(driver: Any, name: str = "landscape.jpg") -> None:
-    _by(driver, "#image").send_keys(str(EXAMPLES / name))
-    until(driver, lambda d: "uploaded" in _text(d, "#upload-state"), "the upload")
-
-
-def _choose(driver: Any, select_id: str, value: str) -> None:
-    from selenium.webdriver.support.ui import Select
-
-    Select(_by(driver, f"#{select_id}")).select_by_value(value)
+    by(driver, "#image").send_keys(str(EXAMPLES / name))
+    until(driver, lambda d: "uploaded" in text_of(d, "#upload-state"), "the upload")
 
 
 def _generation_entries(db: Database, user: uuid.UUID) -> list[dict[str, Any]]:
@@ -166,25 +125,25 @@ def test_generate_watch_play_and_download(browser: Any, stack: str, db: Database
     advancing), download it under its documented name, and see the debit in the ledger."""
     user = uuid.uuid4()
     credits.grant(user, 10, "console test")
-    _sign_in(browser, stack, user, shot=True)
-    _by(browser, "#prompt").send_keys("slow zoom in on the horizon")
-    _choose(browser, "resolution", "480p")
-    _choose(browser, "aspect_ratio", "16:9")
-    _choose(browser, "duration", "2")
+    sign_in(browser, stack, user, screenshot=True)
+    by(browser, "#prompt").send_keys("slow zoom in on the horizon")
+    choose(browser, "resolution", "480p")
+    choose(browser, "aspect_ratio", "16:9")
+    choose(browser, "duration", "2")
     _pick_image(browser)
-    until(browser, lambda d: _text(d, "#price") == "2 credits", "the quote")
-    assert _text(browser, "#balance-after") == "8 credits"
-    _shot(browser, "generate")
-    _by(browser, "#generate").click()
-    job_id = until(browser, lambda d: _text(d, "#started-job"), "the job id")
+    until(browser, lambda d: text_of(d, "#price") == "2 credits", "the quote")
+    assert text_of(browser, "#balance-after") == "8 credits"
+    shot(browser, "generate")
+    by(browser, "#generate").click()
+    job_id = until(browser, lambda d: text_of(d, "#started-job"), "the job id")
 
     browser.get(stack + "/#/jobs")
     row = f"#job-{job_id}"
-    until(browser, lambda d: _by(d, row).get_attribute("data-status") == "completed", "the job to complete")
-    _shot(browser, "jobs")
+    until(browser, lambda d: by(d, row).get_attribute("data-status") == "completed", "the job to complete")
+    shot(browser, "jobs")
 
     browser.get(stack + f"/#/gallery?job={job_id}")
-    video = until(browser, lambda d: _by(d, f"#video-{job_id} video"), "the player")
+    video = until(browser, lambda d: by(d, f"#video-{job_id} video"), "the player")
     duration = until(
         browser,
         lambda d: d.execute_script("return arguments[0].duration || 0", video),
@@ -193,8 +152,8 @@ def test_generate_watch_play_and_download(browser: Any, stack: str, db: Database
     assert 1.5 <= duration <= 2.5
     browser.execute_script("arguments[0].muted = true; arguments[0].play();", video)
     until(browser, lambda d: d.execute_script("return arguments[0].currentTime", video) > 0.3, "playback")
-    _shot(browser, "gallery")
-    link = _by(browser, f"#video-{job_id} a.download")
+    shot(browser, "gallery")
+    link = by(browser, f"#video-{job_id} a.download")
     name = link.get_attribute("download")
     assert name.startswith(f"{job_id}_local-motion_") and name.endswith(".mp4")
     link.click()
@@ -204,10 +163,10 @@ def test_generate_watch_play_and_download(browser: Any, stack: str, db: Database
     assert saved.read_bytes()[4:8] == b"ftyp"
 
     browser.get(stack + "/#/credits")
-    until(browser, lambda d: _text(d, "#balance") == "8 credits", "the balance")
-    ledger = _text(browser, "#ledger")
+    until(browser, lambda d: text_of(d, "#balance") == "8 credits", "the balance")
+    ledger = text_of(browser, "#ledger")
     assert "-2" in ledger and "generation" in ledger and job_id in ledger
-    _shot(browser, "credits")
+    shot(browser, "credits")
 
 
 def test_make_an_image_animate_it_and_continue_the_video(browser: Any, stack: str, db: Database) -> None:
@@ -215,24 +174,24 @@ def test_make_an_image_animate_it_and_continue_the_video(browser: Any, stack: st
     from the gallery (the video starts from that image), then continue that video from its last frame."""
     user = uuid.uuid4()
     credits.grant(user, 30, "console test")
-    _sign_in(browser, stack, user)
+    sign_in(browser, stack, user)
     browser.get(stack + "/#/image")
-    prompt = until(browser, lambda d: _by(d, "#image-prompt"), "the image form")
-    _choose(browser, "image-model", "local-card")
+    prompt = until(browser, lambda d: by(d, "#image-prompt"), "the image form")
+    choose(browser, "image-model", "local-card")
     prompt.send_keys("A lighthouse at dusk")
-    _choose(browser, "image-aspect", "16:9")
-    until(browser, lambda d: _text(d, "#image-price") == "1 credit", "the image quote")
-    assert not _by(browser, "#reference").is_displayed()  # local-card takes no reference image
-    _shot(browser, "image")
-    _by(browser, "#make-image").click()
-    image_job = until(browser, lambda d: _text(d, "#started-image-job"), "the image job id")
+    choose(browser, "image-aspect", "16:9")
+    until(browser, lambda d: text_of(d, "#image-price") == "1 credit", "the image quote")
+    assert not by(browser, "#reference").is_displayed()  # local-card takes no reference image
+    shot(browser, "image")
+    by(browser, "#make-image").click()
+    image_job = until(browser, lambda d: text_of(d, "#started-image-job"), "the image job id")
     browser.get(stack + "/#/jobs")
     until(
         browser,
-        lambda d: _by(d, f"#job-{image_job}").get_attribute("data-status") == "completed",
+        lambda d: by(d, f"#job-{image_job}").get_attribute("data-status") == "completed",
         "the image",
     )
-    assert "Image · local-card" in _text(browser, f"#job-{image_job}")
+    assert "Image · local-card" in text_of(browser, f"#job-{image_job}")
 
     browser.get(stack + f"/#/gallery?job={image_job}")
     card = until(
@@ -250,34 +209,38 @@ def test_make_an_image_animate_it_and_continue_the_video(browser: Any, stack: st
     assert size[0] > 0 and abs(size[0] / size[1] - 16 / 9) < 0.01  # shown, at the aspect ratio asked for
     fits = "return arguments[0].getBoundingClientRect().right <= arguments[1].getBoundingClientRect().right"
     assert browser.execute_script(fits, picture, card)  # the image stays inside its card
-    _shot(browser, "gallery-image")
+    shot(browser, "gallery-image")
     image_id = card.get_attribute("id").removeprefix("image-")
     card.find_element("css selector", '[data-action="animate"]').click()
     until(
-        browser, lambda d: image_id in _text(d, "#upload-state"), "the generate page starting from the image"
+        browser,
+        lambda d: image_id in text_of(d, "#upload-state"),
+        "the generate page starting from the image",
     )
-    _choose(browser, "resolution", "480p")
-    _choose(browser, "duration", "1")
-    until(browser, lambda d: _text(d, "#price") == "1 credit", "the video quote")
-    _by(browser, "#generate").click()
-    video_job = until(browser, lambda d: _text(d, "#started-job"), "the video job id")
+    choose(browser, "resolution", "480p")
+    choose(browser, "duration", "1")
+    until(browser, lambda d: text_of(d, "#price") == "1 credit", "the video quote")
+    by(browser, "#generate").click()
+    video_job = until(browser, lambda d: text_of(d, "#started-job"), "the video job id")
 
     browser.get(stack + "/#/jobs")
     until(
         browser,
-        lambda d: _by(d, f"#job-{video_job}").get_attribute("data-status") == "completed",
+        lambda d: by(d, f"#job-{video_job}").get_attribute("data-status") == "completed",
         "the video",
     )
     browser.get(stack + f"/#/gallery?job={video_job}")
-    until(browser, lambda d: _by(d, f'#video-{video_job} [data-action="continue"]'), "the video card").click()
-    until(browser, lambda d: video_job in _text(d, "#upload-state"), "the generate page continuing the video")
+    until(browser, lambda d: by(d, f'#video-{video_job} [data-action="continue"]'), "the video card").click()
+    until(
+        browser, lambda d: video_job in text_of(d, "#upload-state"), "the generate page continuing the video"
+    )
     until(
         browser,
-        lambda d: _text(d, "#price").endswith("credit") or _text(d, "#price").endswith("credits"),
+        lambda d: text_of(d, "#price").endswith("credit") or text_of(d, "#price").endswith("credits"),
         "quote",
     )
-    _by(browser, "#generate").click()
-    sequel = until(browser, lambda d: _text(d, "#started-job"), "the continued job id")
+    by(browser, "#generate").click()
+    sequel = until(browser, lambda d: text_of(d, "#started-job"), "the continued job id")
     assert len({image_job, video_job, sequel}) == 3
     entries = _generation_entries(db, user)
     assert sorted(str(e["job_id"]) for e in entries) == sorted([image_job, video_job, sequel])
@@ -289,33 +252,33 @@ def test_cancel_refunds_and_retry_prefills(browser: Any, stack: str, db: Databas
     user = uuid.uuid4()
     credits.grant(user, 5, "console test")
     job = debit_job(db, user, 3, prompt="pan right across the scene")
-    _sign_in(browser, stack, user)
+    sign_in(browser, stack, user)
     browser.get(stack + "/#/jobs")
     row = f"#job-{job}"
-    until(browser, lambda d: _by(d, row).get_attribute("data-status") == "pending", "the pending job")
+    until(browser, lambda d: by(d, row).get_attribute("data-status") == "pending", "the pending job")
     browser.execute_script(_WATCH_SHIFTS)
-    _by(browser, f"{row} [data-action=cancel]").click()
-    until(browser, lambda d: _by(d, row).get_attribute("data-status") == "canceled", "the cancel")
+    by(browser, f"{row} [data-action=cancel]").click()
+    until(browser, lambda d: by(d, row).get_attribute("data-status") == "canceled", "the cancel")
     time.sleep(0.3)  # let the observer report
     assert browser.execute_script("return window.__shift") < 0.01
     assert db.call("get_credits", user=user, signup_credits=0, limit=10)["balance"] == 5
     browser.get(stack + "/#/credits")
-    until(browser, lambda d: "refund" in _text(d, "#ledger"), "the refund in the ledger")
+    until(browser, lambda d: "refund" in text_of(d, "#ledger"), "the refund in the ledger")
     browser.get(stack + "/#/jobs")
-    until(browser, lambda d: _by(d, f"{row} [data-action=retry]"), "the retry button").click()
-    prompt = until(browser, lambda d: _by(d, "#prompt").get_attribute("value"), "the prefilled prompt")
+    until(browser, lambda d: by(d, f"{row} [data-action=retry]"), "the retry button").click()
+    prompt = until(browser, lambda d: by(d, "#prompt").get_attribute("value"), "the prefilled prompt")
     assert prompt == "pan right across the scene"
 
 
 def test_insufficient_credits_is_shown_in_words(browser: Any, stack: str, db: Database) -> None:
     """With no credits the quote warns, and generating shows the API's 402 in words; nothing is charged."""
     user = uuid.uuid4()
-    _sign_in(browser, stack, user)
-    _choose(browser, "duration", "2")
+    sign_in(browser, stack, user)
+    choose(browser, "duration", "2")
     _pick_image(browser, "square.jpg")
-    until(browser, lambda d: "does not cover" in _text(d, ".price"), "the quote's warning")
-    _by(browser, "#generate").click()
-    message = until(browser, lambda d: _text(d, "[role=alert]"), "the error message")
+    until(browser, lambda d: "does not cover" in text_of(d, ".price"), "the quote's warning")
+    by(browser, "#generate").click()
+    message = until(browser, lambda d: text_of(d, "[role=alert]"), "the error message")
     assert "costs 2 credits" in message and "balance is 0" in message
     assert _generation_entries(db, user) == []
 
@@ -323,13 +286,13 @@ def test_insufficient_credits_is_shown_in_words(browser: Any, stack: str, db: Da
 def test_a_page_left_while_loading_never_shows_over_the_next(browser: Any, stack: str) -> None:
     """Leaving a page while it still waits for the API shows only the page gone to: the slow page's late
     answer is not appended below it (nor does it wipe it)."""
-    _sign_in(browser, stack, uuid.uuid4())
+    sign_in(browser, stack, uuid.uuid4())
     browser.execute_script(
         "const real = window.fetch; window.fetch = (url, ...rest) => String(url).includes('list-models')"
         " ? new Promise((ok) => setTimeout(() => ok(real(url, ...rest)), 1500)) : real(url, ...rest);"
         " location.hash = '#/image'; setTimeout(() => { location.hash = '#/credits'; }, 300);"
     )
-    until(browser, lambda d: _text(d, "#balance"), "the credits page")
+    until(browser, lambda d: text_of(d, "#balance"), "the credits page")
     time.sleep(2.5)  # past the slow answer
     headings = browser.execute_script(
         "return [...document.querySelectorAll('main h1')].map((e) => e.textContent)"
@@ -349,12 +312,12 @@ def test_double_click_and_reload_charge_once(browser: Any, stack: str, db: Datab
 
     user = uuid.uuid4()
     credits.grant(user, 10, "console test")
-    _sign_in(browser, stack, user)
-    _choose(browser, "duration", "1")
+    sign_in(browser, stack, user)
+    choose(browser, "duration", "1")
     _pick_image(browser, "portrait.jpg")
-    until(browser, lambda d: _text(d, "#price") == "1 credit", "the quote")
-    ActionChains(browser).double_click(_by(browser, "#generate")).perform()
-    first = until(browser, lambda d: _text(d, "#started-job"), "the job id")
+    until(browser, lambda d: text_of(d, "#price") == "1 credit", "the quote")
+    ActionChains(browser).double_click(by(browser, "#generate")).perform()
+    first = until(browser, lambda d: text_of(d, "#started-job"), "the job id")
     time.sleep(0.5)
     assert [e["job_id"] for e in _generation_entries(db, user)] == [first]
 
@@ -373,7 +336,7 @@ def test_double_click_and_reload_charge_once(browser: Any, stack: str, db: Datab
         body,
     )
     browser.refresh()
-    second = until(browser, lambda d: _text(d, "#started-job"), "the resent request's answer")
+    second = until(browser, lambda d: text_of(d, "#started-job"), "the resent request's answer")
     assert browser.execute_script("return sessionStorage.getItem('i2v.generate.pending')") is None
     token = browser.execute_script("return JSON.parse(localStorage.getItem('i2v.dev-session')).access_token")
     replay = httpx.post(
@@ -393,11 +356,11 @@ def test_phone_width_labels_and_keyboard(stack: str, tmp_path: Path) -> None:
     user = uuid.uuid4()
     credits.grant(user, 3, "console test")
     with chromium(tmp_path, width=390, height=844, phone=True) as phone:
-        _sign_in(phone, stack, user)
+        sign_in(phone, stack, user)
         for route in ("generate", "jobs", "gallery", "credits"):
             phone.get(f"{stack}/#/{route}")
             until(
-                phone, lambda d: _by(d, "h1").text and not d.find_elements("css selector", ".loading"), route
+                phone, lambda d: by(d, "h1").text and not d.find_elements("css selector", ".loading"), route
             )
             wide = phone.execute_script(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -410,15 +373,15 @@ def test_phone_width_labels_and_keyboard(stack: str, tmp_path: Path) -> None:
             )
             assert unlabeled == [], route
         phone.get(f"{stack}/#/generate")
-        until(phone, lambda d: _by(d, "#model"), "the generate page")
-        _shot(phone, "phone-generate")
+        until(phone, lambda d: by(d, "#model"), "the generate page")
+        shot(phone, "phone-generate")
         phone.execute_script("document.querySelector('.skip').focus()")
         for _ in range(6):
             phone.switch_to.active_element.send_keys(Keys.TAB)
             if phone.execute_script("return document.activeElement.textContent") == "Jobs":
                 break
         phone.switch_to.active_element.send_keys(Keys.ENTER)
-        until(phone, lambda d: _text(d, "h1") == "Jobs", "the jobs page, opened from the keyboard")
+        until(phone, lambda d: text_of(d, "h1") == "Jobs", "the jobs page, opened from the keyboard")
 
 
 def test_operator_page_for_operators_only(browser: Any, stack: str, db: Database, tmp_path: Path) -> None:
@@ -428,26 +391,26 @@ def test_operator_page_for_operators_only(browser: Any, stack: str, db: Database
     operator, customer = uuid.uuid4(), uuid.uuid4()
     credits.grant(customer, 3, "console test")
     waiting = debit_job(db, customer, 3, prompt="a job that waits")
-    _sign_in(browser, stack, customer)
-    nav = _text(browser, "#nav")
+    sign_in(browser, stack, customer)
+    nav = text_of(browser, "#nav")
     assert "Credits" in nav and "Operations" not in nav
     browser.get(stack + "/#/operator")
-    message = until(browser, lambda d: _text(d, "[role=alert]"), "the refusal")
+    message = until(browser, lambda d: text_of(d, "[role=alert]"), "the refusal")
     assert "for operators" in message
 
     with configured(OPERATOR_USER_IDS=str(operator)):
-        _sign_in(browser, stack, operator)
-        until(browser, lambda d: "Operations" in _text(d, "#nav"), "the Operations link")
+        sign_in(browser, stack, operator)
+        until(browser, lambda d: "Operations" in text_of(d, "#nav"), "the Operations link")
         browser.get(stack + "/#/operator")
-        check = until(browser, lambda d: _text(d, "#ledger-check"), "the ledger check")
+        check = until(browser, lambda d: text_of(d, "#ledger-check"), "the ledger check")
         assert "0 mismatches" in check
-        assert "local-motion" in _text(browser, "#job-figures")
-        assert str(waiting) in _text(browser, "#stuck")
-        _shot(browser, "operator")
+        assert "local-motion" in text_of(browser, "#job-figures")
+        assert str(waiting) in text_of(browser, "#stuck")
+        shot(browser, "operator")
         with chromium(tmp_path, width=390, height=844, phone=True) as phone:
-            _sign_in(phone, stack, operator)
+            sign_in(phone, stack, operator)
             phone.get(stack + "/#/operator")
-            until(phone, lambda d: _text(d, "#ledger-check"), "the ledger check on a phone")
+            until(phone, lambda d: text_of(d, "#ledger-check"), "the ledger check on a phone")
             wide = phone.execute_script(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )

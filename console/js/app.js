@@ -13,6 +13,9 @@ export const PAGES = [
   { route: "jobs", title: "Jobs", module: "./pages/jobs.js", signedIn: true },
   { route: "gallery", title: "Gallery", module: "./pages/gallery.js", signedIn: true },
   { route: "credits", title: "Credits", module: "./pages/credits.js", signedIn: true },
+  { route: "campaigns", title: "Campaigns", module: "./pages/campaigns.js", signedIn: true },
+  { route: "keys", title: "API keys", module: "./pages/keys.js", signedIn: true },
+  { route: "webhooks", title: "Webhooks", module: "./pages/webhooks.js", signedIn: true },
   { route: "operator", title: "Operations", module: "./pages/operator.js", signedIn: true, operator: true },
   { route: "sign-in", title: "Sign in", module: "./pages/signin.js", signedIn: false, hidden: true },
 ];

@@ -105,3 +105,26 @@ export async function startJob(api, panel, { name, body, pendingKey, started, er
     then();
   }
 }
+
+/** An optional "Campaign" choice for agencies: the active campaigns (client — campaign, with the budget left), or
+ * nothing shown when there are none. ``value()`` is the chosen campaign id or null; ``chosen`` preselects one. */
+export function campaignSelect(api, id, chosen, onChange) {
+  const el = h("select", { id, name: "campaign" }, h("option", { value: "" }, "None"));
+  const field = h("div", { class: "field", hidden: true }, h("label", { for: id }, "Campaign (optional)"), el,
+    h("p", { class: "hint" }, "The job counts against the campaign's budget."));
+  el.addEventListener("change", () => onChange && onChange());
+  (async () => {
+    try {
+      const [clients, campaigns] = await Promise.all([api.get("list-clients"), api.get("list-campaigns", { archived: false })]);
+      const names = Object.fromEntries(clients.clients.map((c) => [c.id, c.name]));
+      for (const c of campaigns.campaigns) {
+        const left = c.budget_remaining == null ? "no limit" : `${credits(c.budget_remaining)} left`;
+        el.append(h("option", { value: c.id, selected: c.id === chosen }, `${names[c.client_id] || "?"} — ${c.name} (${left})`));
+      }
+      field.hidden = !campaigns.campaigns.length;
+    } catch {
+      field.hidden = true; // an API key without the read scope, say: the job is simply not tied to a campaign
+    }
+  })();
+  return { field, value: () => el.value || null };
+}

@@ -63,3 +63,57 @@ export function select(id, label, values, chosen) {
   const el = h("select", { id, name: id }, values.map((v) => h("option", { value: String(v), selected: String(v) === String(chosen) }, String(v))));
   return { el, field: h("div", { class: "field" }, h("label", { for: id }, label), el) };
 }
+
+/** A panel showing a secret the API answers only once (an API key, a webhook signing secret), with a copy button. */
+export function secretPanel(id, title, value, hint) {
+  const copy = h("button", { type: "button", class: "secondary" }, "Copy");
+  copy.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(value);
+      copy.textContent = "Copied";
+    } catch {
+      copy.textContent = "Select it and copy";
+    }
+  });
+  return h("section", { class: "panel success", role: "status", "aria-labelledby": `${id}-title` },
+    h("h2", { id: `${id}-title` }, title),
+    h("p", { class: "secret" }, h("code", { id }, value), copy),
+    h("p", { class: "hint" }, hint));
+}
+
+/** A button for an action that cannot be undone: the first press asks "sure?", a second within 6 s does it. */
+export function confirmButton(label, confirmLabel, action, attrs = {}) {
+  const button = h("button", { type: "button", class: "danger", ...attrs }, label);
+  let armed = null;
+  button.addEventListener("click", async () => {
+    if (!armed) {
+      button.textContent = confirmLabel;
+      button.dataset.armed = "1";
+      armed = setTimeout(() => {
+        armed = null;
+        button.textContent = label;
+        delete button.dataset.armed;
+      }, 6000);
+      return;
+    }
+    clearTimeout(armed);
+    armed = null;
+    button.disabled = true;
+    try {
+      await action();
+    } finally {
+      button.disabled = false;
+      button.textContent = label;
+      delete button.dataset.armed;
+    }
+  });
+  return button;
+}
+
+/** Labelled checkboxes in a fieldset: {el, values()} with ``checked`` ticked at first. */
+export function checkboxes(name, legend, options, checked) {
+  const boxes = options.map((value) => h("input", { type: "checkbox", name, value, id: `${name}-${value}`, checked: checked.includes(value) }));
+  const el = h("fieldset", { class: "checks", id: name }, h("legend", {}, legend),
+    boxes.map((box) => h("label", { for: box.id }, box, box.value)));
+  return { el, values: () => boxes.filter((b) => b.checked).map((b) => b.value) };
+}

@@ -2,7 +2,7 @@
 // prompt, a video model and its allowed settings, the price from
 // quote, then generate-video with an Idempotency-Key kept in sessionStorage until the request is answered, so a
 // double click or a reload sends the same key again and the video is charged once.
-import { modelSelect as pickModel, pricePanel, startJob } from "../billed.js";
+import { campaignSelect, modelSelect as pickModel, pricePanel, startJob } from "../billed.js";
 import { h, messageBox, readJson, select } from "../ui.js";
 
 const PENDING = "i2v.generate.pending";
@@ -56,6 +56,7 @@ export async function render(main, { api, go }) {
     h("p", { class: "hint", id: "image-hint" }, "Drop a JPEG, PNG or WebP here, or press to choose one."), file);
   const prompt = h("textarea", { id: "prompt", name: "prompt", maxlength: "4000", "aria-describedby": "prompt-hint" }, seed.prompt || "");
   const settingsBox = h("div", { class: "row" });
+  const campaign = campaignSelect(api, "campaign", seed.campaign_id, () => requote());
   const price = pricePanel(api, { prefix: "", submitId: "generate", verb: "Generate", what: "this video" });
   let settingSelects = {};
 
@@ -87,6 +88,7 @@ export async function render(main, { api, go }) {
     };
     if (imageUrl) b.image_url = imageUrl;
     else if (reference) Object.assign(b, reference);
+    if (campaign.value()) b.campaign_id = campaign.value();
     return b;
   }
 
@@ -141,7 +143,8 @@ export async function render(main, { api, go }) {
       drop, uploadState,
       h("div", { class: "field" }, h("label", { for: "prompt" }, "Prompt"), prompt,
         h("p", { class: "hint", id: "prompt-hint" }, "Camera words work with local-motion: zoom in, pan left, orbit, pull back.")),
-      settingsBox),
+      settingsBox,
+      campaign.field),
     price.el);
   main.append(form);
   renderSettings(seed.settings || {});

@@ -1,7 +1,7 @@
 // Image: a prompt (and optionally a reference image to edit), an image model and its settings, the price from
 // quote-image, then generate-image with an Idempotency-Key kept in sessionStorage until the request is answered
 // (a double click or a reload is charged once), as on the Generate page.
-import { modelSelect as pickModel, pricePanel, startJob } from "../billed.js";
+import { campaignSelect, modelSelect as pickModel, pricePanel, startJob } from "../billed.js";
 import { h, messageBox, readJson, select } from "../ui.js";
 
 const PENDING = "i2v.image.pending";
@@ -39,6 +39,7 @@ export async function render(main, { api }) {
     h("p", { class: "hint", id: "reference-hint" }, "An image to edit with the prompt; without one the image is made from the prompt alone."),
     referenceState);
   const settingsBox = h("div", { class: "row" });
+  const campaign = campaignSelect(api, "image-campaign", seed.campaign_id, () => requote());
   const price = pricePanel(api, { prefix: "image-", submitId: "make-image", verb: "Make", what: "this" });
   let settingSelects = {};
 
@@ -70,6 +71,7 @@ export async function render(main, { api }) {
       },
     };
     if (referenceUrl) b.image_urls = [referenceUrl];
+    if (campaign.value()) b.campaign_id = campaign.value();
     return b;
   }
 
@@ -103,7 +105,8 @@ export async function render(main, { api }) {
       h("div", { class: "field" }, h("label", { for: "image-model" }, "Model"), modelSelect),
       h("div", { class: "field" }, h("label", { for: "image-prompt" }, "Prompt"), prompt),
       referenceField,
-      settingsBox),
+      settingsBox,
+      campaign.field),
     price.el);
   main.append(form);
   renderSettings(seed.settings || {});
