@@ -117,3 +117,11 @@ export function checkboxes(name, legend, options, checked) {
     boxes.map((box) => h("label", { for: box.id }, box, box.value)));
   return { el, values: () => boxes.filter((b) => b.checked).map((b) => b.value) };
 }
+
+/** A table with a caption for screen readers, column headings and ``rows`` (<tr> elements). */
+export function table(id, caption, headings, rows) {
+  return h("table", { id },
+    h("caption", { class: "sr-only" }, caption),
+    h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows));
+}

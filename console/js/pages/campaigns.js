@@ -1,6 +1,6 @@
 // Clients and campaigns: an agency's customers, and their campaigns with a credit budget. A job started with a
 // campaign counts against its budget (the Generate and Image pages offer the active ones); refunds give budget back.
-import { credits, h, messageBox } from "../ui.js";
+import { credits, h, messageBox, table } from "../ui.js";
 
 export async function render(main, { api }) {
   const error = messageBox("error");
@@ -80,10 +80,7 @@ export async function render(main, { api }) {
     return h("section", { class: "panel", "data-client-id": client.id, "aria-labelledby": titleId },
       h("div", { class: "actions" }, h("h2", { id: titleId }, client.name, client.archived ? " (archived)" : ""), archive),
       campaigns.length
-        ? h("table", {},
-            h("caption", { class: "sr-only" }, `Campaigns of ${client.name}`),
-            h("thead", {}, h("tr", {}, ["Campaign", "Budget", "Spent", "Remaining", "State", ""].map((t) => h("th", { scope: "col" }, t)))),
-            h("tbody", {}, campaigns.map(campaignRow)))
+        ? table(null, `Campaigns of ${client.name}`, ["Campaign", "Budget", "Spent", "Remaining", "State", ""], campaigns.map(campaignRow))
         : h("p", { class: "muted" }, "No campaigns yet."));
   }
 

@@ -1,5 +1,5 @@
 // Credits: the balance, the ledger, and credit packs bought through Stripe Checkout when the deployment sells them.
-import { credits, h, messageBox, when } from "../ui.js";
+import { credits, h, messageBox, table, when } from "../ui.js";
 
 export async function render(main, { api, user }) {
   const error = messageBox("error");
@@ -54,9 +54,6 @@ export async function render(main, { api, user }) {
   main.append(h("section", { "aria-labelledby": "ledger-title" },
     h("h2", { id: "ledger-title" }, "Ledger"),
     rows.length
-      ? h("table", { id: "ledger" },
-          h("caption", { class: "sr-only" }, "Credit ledger, newest first"),
-          h("thead", {}, h("tr", {}, ["When", "Change", "Kind", "Reason", "Job"].map((t) => h("th", { scope: "col" }, t)))),
-          h("tbody", {}, rows))
+      ? table("ledger", "Credit ledger, newest first", ["When", "Change", "Kind", "Reason", "Job"], rows)
       : h("p", { class: "muted" }, "No entries yet.")));
 }

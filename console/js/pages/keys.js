@@ -1,6 +1,6 @@
 // API keys: create one (its scopes and an optional expiry; the key is shown this once), list them with when each
 // was last used, and revoke one (asked twice: a script using it stops working at once).
-import { checkboxes, confirmButton, h, messageBox, secretPanel, when } from "../ui.js";
+import { checkboxes, confirmButton, h, messageBox, secretPanel, table, when } from "../ui.js";
 
 const SCOPES = ["generate", "read", "billing", "campaigns", "webhooks", "keys"];
 const DEFAULT_SCOPES = ["generate", "read", "campaigns", "webhooks"];
@@ -53,10 +53,7 @@ export async function render(main, { api }) {
       h("td", { "data-label": "Actions" }, key.revoked_at ? "" : confirmButton("Revoke", "Really revoke?", () => revoke(key), { "data-action": "revoke" }))));
     list.replaceChildren(h("h2", { id: "keys-title" }, "Your keys"),
       rows.length
-        ? h("table", { id: "keys" },
-            h("caption", { class: "sr-only" }, "API keys, newest first"),
-            h("thead", {}, h("tr", {}, ["Name", "Key", "Scopes", "Created", "Last used", "Expires", "State", ""].map((t) => h("th", { scope: "col" }, t)))),
-            h("tbody", {}, rows))
+        ? table("keys", "API keys, newest first", ["Name", "Key", "Scopes", "Created", "Last used", "Expires", "State", ""], rows)
         : h("p", { class: "muted", id: "keys" }, "No keys yet."));
   }
 

@@ -1,7 +1,7 @@
 // Webhooks: endpoints that receive your jobs' events signed per Standard Webhooks (the secret is shown once), how
 // each is doing (pending, failed, the error standing, why it was disabled), disable and enable, and the delivery
 // log with "send again".
-import { checkboxes, confirmButton, h, messageBox, secretPanel, when } from "../ui.js";
+import { checkboxes, confirmButton, h, messageBox, secretPanel, table, when } from "../ui.js";
 
 const EVENTS = ["job.processing", "job.completed", "job.failed", "job.canceled"];
 const REASONS = {
@@ -80,13 +80,6 @@ export async function render(main, { api }) {
       h("td", { "data-label": "Attempts", class: "num" }, String(d.attempts)),
       h("td", { "data-label": "Last answer" }, last),
       h("td", { "data-label": "Actions" }, d.state === "pending" ? "" : again));
-  }
-
-  function table(id, caption, headings, rows) {
-    return h("table", { id },
-      h("caption", { class: "sr-only" }, caption),
-      h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, rows));
   }
 
   async function load() {
