@@ -6,6 +6,7 @@ import io
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -354,3 +355,42 @@ def test_a_local_video_from_a_prompt_alone(caller: Caller, rep: ReplicateEmulato
     done = wait_done(caller, resp.json()["job_id"], timeout=90)
     assert done["status"] == "completed" and done["stage"] == "video" and done["video_url"], done
     assert len(done["images"]) == 1 and caller.balance() == 7
+
+
+def test_each_kind_of_request_is_charged_once_under_its_key(
+    caller: Caller, rep: ReplicateEmulator, mp4: bytes
+) -> None:
+    """Text to image, an edit, a prompt-only video, a video from an image id and one continuing a video: each
+    sent twice at once and again once finished under one Idempotency-Key is one job charged once (the later
+    answers replay the first); the same key with another prompt is a 422 that charges nothing."""
+    rep.set_plan(PredictionPlan(output=MediaFile(data=mp4)), model="kwaivgi/kling-v2.1")
+    caller.grant(500)
+    made = wait_done(caller, image_job(caller, model_id="nano-banana", prompt="a kite").json()["job_id"])
+    image_id = made["images"][0]["image_id"]
+    clip = caller.generate(model_id="local-motion", image_id=image_id, settings={"duration": 1})
+    video_id = wait_done(caller, clip.json()["job_id"], timeout=60)["job_id"]
+    requests: list[tuple[str, dict[str, Any]]] = [
+        ("generate-image", {"model_id": "nano-banana", "prompt": "text to image"}),
+        ("generate-image", {"model_id": "nano-banana", "prompt": "an edit", "image_ids": [image_id]}),
+        ("generate-video", {"model_id": KLING, "prompt": "a lighthouse", "settings": {"duration": 5}}),
+        ("generate-video", {"model_id": "local-motion", "prompt": "zoom in", "image_id": image_id}),
+        ("generate-video", {"model_id": "local-motion", "prompt": "pan left", "video_id": video_id}),
+    ]
+
+    def send(path: str, body: dict[str, Any], key: str) -> httpx.Response:
+        return caller.http.post(f"/functions/v1/{path}", json=body, headers={"Idempotency-Key": key})
+
+    for path, body in requests:
+        key, before = uuid.uuid4().hex, caller.balance()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(pool.map(send, [path] * 2, [body] * 2, [key] * 2))
+        created = [a for a in answers if a.status_code == 202]
+        assert created and all(a.status_code in (202, 409) for a in answers), [a.text for a in answers]
+        job_id, cost = created[0].json()["job_id"], created[0].json()["credits_used"]
+        assert {a.json()["job_id"] for a in created} == {job_id}
+        assert wait_done(caller, job_id, timeout=60)["status"] == "completed", (path, body)
+        replay = send(path, body, key)
+        assert replay.status_code == 202 and replay.json()["job_id"] == job_id, replay.text
+        assert replay.headers.get("idempotent-replayed") == "true"
+        assert send(path, {**body, "prompt": "something else"}, key).status_code == 422
+        assert caller.balance() == before - cost, (path, body)
