@@ -1,24 +1,21 @@
 """The ``i2v`` command: the API client commands (``models``, ``credits``, ``jobs``, ``status``, ``upload``,
-``generate``, ``download``, ``cancel``, ``bulk``, ``mcp``) and the demo. The operator commands (``serve``,
+``generate``, ``download``, ``cancel``, ``bulk``, ``campaigns``, ``mcp``; ``keys`` and ``webhooks`` in
+``client/team_cli.py``) and the demo. The operator commands (``serve``,
 ``db migrate``, ``reconcile``, ``dev-token``, ``credits grant``) live beside the infrastructure they drive, in
 ``infra/ops.py``."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from client import team_cli
+from client.cli_common import DEFAULT_API_URL, ApiUrl, AsJson, Token, api_session, console, out
 from infra import ops
-
-if TYPE_CHECKING:
-    from client.api import I2VClient
 
 app = typer.Typer(
     help="i2v: image-to-video backend, local stack and tools.",
@@ -31,8 +28,8 @@ campaigns_app = typer.Typer(help="Clients and campaigns: budgets and spend.", no
 app.add_typer(db_app, name="db")
 app.add_typer(credits_app, name="credits")
 app.add_typer(campaigns_app, name="campaigns")
-console = Console(stderr=True)
-out = Console()
+app.add_typer(team_cli.keys_app, name="keys")
+app.add_typer(team_cli.webhooks_app, name="webhooks")
 ops.register(
     app, db_app, credits_app
 )  # operator commands: serve, db migrate, reconcile, dev-token, credits grant
@@ -49,66 +46,12 @@ def demo(
     sys.exit(run_demo(output_dir=output_dir, duration=duration))
 
 
-# API client commands: each talks to the HTTP API (I2V_API_URL, I2V_TOKEN), never to the database.
-
-DEFAULT_API_URL = "http://127.0.0.1:8000"
-ApiUrl = Annotated[str, typer.Option("--api-url", envvar="I2V_API_URL", help="Base URL of the i2v API.")]
-Token = Annotated[
-    str | None, typer.Option("--token", envvar="I2V_TOKEN", help="Access token (Bearer).", show_default=False)
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
-
-
-@contextmanager
-def _api(api_url: str, token: str | None, *, need_token: bool = True) -> Iterator[I2VClient]:
-    """A client of the API; an API error is explained and ends the command with exit code 1."""
-    from client import render
-    from client.api import ApiError, I2VClient
-
-    if need_token and not token:
-        console.print("[red]Set I2V_TOKEN or pass --token (local stack: i2v dev-token --user UUID).[/red]")
-        raise typer.Exit(2)
-    try:
-        with _retry_notes(), I2VClient(api_url, token) as api:
-            yield api
-    except ApiError as exc:
-        render.api_error(console, exc)
-        raise typer.Exit(1) from None
-
-
-@contextmanager
-def _retry_notes() -> Iterator[None]:
-    """While an API command runs, each retry the client schedules is one short line on stderr (instead of
-    stamina's log records); the previous retry hooks are restored afterwards."""
-    import stamina.instrumentation
-
-    from client.api import ApiError
-
-    def note(details: stamina.instrumentation.RetryDetails) -> None:
-        cause = details.caused_by
-        why = (
-            f"{cause.code}: {cause.message}"
-            if isinstance(cause, ApiError)
-            else f"{type(cause).__name__}: {cause}"
-        )
-        console.print(
-            f"[dim]retrying in {details.wait_for:.1f} s ({why})[/dim]", highlight=False, soft_wrap=True
-        )
-
-    previous = stamina.instrumentation.get_on_retry_hooks()
-    stamina.instrumentation.set_on_retry_hooks([note])
-    try:
-        yield
-    finally:
-        stamina.instrumentation.set_on_retry_hooks(previous)
-
-
 @app.command()
 def models(api_url: ApiUrl = DEFAULT_API_URL, token: Token = None, as_json: AsJson = False) -> None:
     """List the models with their allowed settings and price."""
     from client import render
 
-    with _api(api_url, token, need_token=False) as api:
+    with api_session(api_url, token, need_token=False) as api:
         items = api.list_models()
     render.print_json(items) if as_json else render.models(out, items)
 
@@ -126,7 +69,7 @@ def credits_balance(
         return
     from client import render
 
-    with _api(api_url, token) as api:
+    with api_session(api_url, token) as api:
         body = api.credits(limit=limit)
     render.print_json(body) if as_json else render.credits(out, body)
 
@@ -156,7 +99,7 @@ def jobs(
     from client import render
 
     kind_name = kind.value if kind else None
-    with _api(api_url, token) as api:
+    with api_session(api_url, token) as api:
         if all_pages:
             items, cursor = list(api.iter_jobs(kind_name, status)), None
         else:
@@ -178,7 +121,7 @@ def status(
     """Show one job's status."""
     from client import render
 
-    with _api(api_url, token) as api:
+    with api_session(api_url, token) as api:
         job = api.status(job_id)
     render.print_json(job) if as_json else render.job(out, job)
 
@@ -193,7 +136,7 @@ def cancel(
     """Cancel a pending or processing job (its credits are refunded)."""
     from client import render
 
-    with _api(api_url, token) as api:
+    with api_session(api_url, token) as api:
         job = api.cancel(job_id)
     render.print_json(job) if as_json else render.job(out, job)
 
@@ -210,7 +153,7 @@ def download(
     from client import render
     from client.media import download_video, video_filename, video_tags
 
-    with _api(api_url, token) as api:
+    with api_session(api_url, token) as api:
         job = api.status(job_id)
         if job["status"] != "completed":
             console.print(f"[red]job {job_id} is {job['status']}: there is no video to download[/red]")
@@ -235,7 +178,7 @@ def upload(
     from client import render, single
 
     try:
-        with _api(api_url, token) as api:
+        with api_session(api_url, token) as api:
             stored = single.upload(api, file, console)
     except single.InputError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
@@ -306,7 +249,7 @@ def generate(
         console.print("[red]Give an IMAGE, an --image-id, a --prompt, or several.[/red]")
         raise typer.Exit(2)
     try:
-        with _api(api_url, token) as api:
+        with api_session(api_url, token) as api:
             result = single.generate(api, opts, console)
     except single.InputError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
@@ -364,7 +307,7 @@ def image(
         idempotency_key=idempotency_key,
     )
     try:
-        with _api(api_url, token) as api:
+        with api_session(api_url, token) as api:
             result = single.make_image(api, opts, console)
     except single.InputError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
@@ -433,7 +376,7 @@ def bulk(
         campaign_id=campaign,
     )
     try:
-        with _api(api_url, token) as api:
+        with api_session(api_url, token) as api:
             code = run_bulk(api, opts, console, out)
     except (BulkInputError, ManifestError) as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
@@ -451,7 +394,7 @@ def campaigns_list(
     """List your campaigns, newest first, with budget and spend."""
     from client import render
 
-    with _api(api_url, token) as api:
+    with api_session(api_url, token) as api:
         items = api.team_call("GET", "list-campaigns", params={"client_id": client} if client else None)
     render.print_json(items) if as_json else render.campaigns(out, items["campaigns"])
 
@@ -465,7 +408,7 @@ def campaigns_show(
     """One campaign with its spend: credits spent and refunded, jobs by status, per model (JSON)."""
     from client import render
 
-    with _api(api_url, token) as api:
+    with api_session(api_url, token) as api:
         render.print_json(api.team_call("GET", "get-campaign", params={"campaign_id": campaign_id}))
 
 
@@ -483,7 +426,7 @@ def campaigns_create(
     body: dict[str, object] = {"client_id": client, "name": name}
     if budget is not None:
         body["budget_credits"] = budget
-    with _api(api_url, token) as api:
+    with api_session(api_url, token) as api:
         render.print_json(api.team_call("POST", "create-campaign", json=body))
 
 
@@ -508,7 +451,7 @@ def campaigns_update(
     }
     if no_budget:
         body["budget_credits"] = None
-    with _api(api_url, token) as api:
+    with api_session(api_url, token) as api:
         render.print_json(api.team_call("POST", "update-campaign", json=body))
 
 
@@ -521,7 +464,7 @@ def campaigns_clients(
     """List your clients (JSON); --create NAME adds one first."""
     from client import render
 
-    with _api(api_url, token) as api:
+    with api_session(api_url, token) as api:
         if create:
             api.team_call("POST", "create-client", json={"name": create})
         render.print_json(api.team_call("GET", "list-clients"))

@@ -69,7 +69,7 @@ language sql stable as $$
                                                    where d.endpoint_id = e.id and d.state = 'failed'
                                                      and d.created_at > now() - interval '24 hours'),
                               'last_delivered_at', (select max(d.delivered_at) from webhook_deliveries d
-                                                     where d.endpoint_id = e.id and d.state = 'delivered'),
+                                                     where d.endpoint_id = e.id),  -- kept when sent again
                               'last_error', (select jsonb_build_object(
                                                 'delivery_id', d.id, 'state', d.state, 'status', d.last_status,
                                                 'error', d.last_error,
