@@ -21,6 +21,12 @@ SCOPES = ("generate", "read", "billing", "campaigns", "webhooks", "keys")
 EVENTS = ("job.processing", "job.completed", "job.failed", "job.canceled")
 
 
+def _post_one(api_url: str, token: str | None, function: str, **body: str) -> None:
+    """POST one id to a team endpoint and print the record it answers as JSON."""
+    with api_session(api_url, token) as api:
+        render.print_json(api.team_call("POST", function, json=body))
+
+
 def _key_state(key: dict[str, Any]) -> str:
     if key.get("revoked_at"):
         return "revoked"
@@ -95,8 +101,7 @@ def keys_revoke(
     token: Token = None,
 ) -> None:
     """Revoke an API key: requests with it are refused from now on (prints the key's record as JSON)."""
-    with api_session(api_url, token) as api:
-        render.print_json(api.team_call("POST", "revoke-api-key", json={"key_id": key_id}))
+    _post_one(api_url, token, "revoke-api-key", key_id=key_id)
 
 
 @webhooks_app.command("add")
@@ -156,8 +161,7 @@ def webhooks_disable(
     token: Token = None,
 ) -> None:
     """Stop sending to an endpoint (its pending deliveries end failed); prints it as JSON."""
-    with api_session(api_url, token) as api:
-        render.print_json(api.team_call("POST", "delete-webhook-endpoint", json={"endpoint_id": endpoint_id}))
+    _post_one(api_url, token, "delete-webhook-endpoint", endpoint_id=endpoint_id)
 
 
 @webhooks_app.command("enable")
@@ -167,8 +171,7 @@ def webhooks_enable(
     token: Token = None,
 ) -> None:
     """Send to a disabled endpoint again, from the next event on; prints it as JSON."""
-    with api_session(api_url, token) as api:
-        render.print_json(api.team_call("POST", "enable-webhook-endpoint", json={"endpoint_id": endpoint_id}))
+    _post_one(api_url, token, "enable-webhook-endpoint", endpoint_id=endpoint_id)
 
 
 @webhooks_app.command("deliveries")
@@ -192,5 +195,4 @@ def webhooks_redeliver(
     token: Token = None,
 ) -> None:
     """Send a delivery again (delivered or failed ones too); prints it as JSON."""
-    with api_session(api_url, token) as api:
-        render.print_json(api.team_call("POST", "redeliver-webhook", json={"delivery_id": delivery_id}))
+    _post_one(api_url, token, "redeliver-webhook", delivery_id=delivery_id)
