@@ -279,4 +279,12 @@ class Quote(BaseModel):
     credits: int
     balance: int
     balance_after: int = Field(description="balance - credits; negative when the balance does not cover it")
+    campaign_budget_remaining: int | None = Field(
+        default=None,
+        description="with campaign_id: what is left of its budget (null: no budget, or no campaign)",
+    )
+    campaign_budget_after: int | None = Field(
+        default=None,
+        description="campaign_budget_remaining - credits; negative when the budget does not cover it",
+    )
     settings: dict[str, Any]

@@ -159,3 +159,31 @@ def test_clients_and_campaigns_are_listed_renamed_and_archived(caller: Caller) -
     )
     assert late.status_code == 409
     assert second["budget_credits"] is None
+
+
+def test_a_quote_shows_what_the_campaign_budget_leaves(caller: Caller, other: Caller) -> None:
+    """quote with campaign_id shows the budget left and after the request (negative when it does not fit, as
+    generating would then refuse); another user's campaign is 404 and an archived one 409, as generating answers."""
+    caller.grant(10)
+    camp = campaign(caller, budget=2)
+    body = {**video_body(caller, campaign_id=camp["id"]), "settings": {"duration": 3}}
+    quoted = caller.http.post("/functions/v1/quote", json=body).json()
+    assert quoted["credits"] == 3 and quoted["campaign_budget_remaining"] == 2
+    assert quoted["campaign_budget_after"] == -1
+    assert generate(caller.http, body).json()["error"]["code"] == "campaign_budget_exceeded"
+    fits = caller.http.post("/functions/v1/quote", json={**body, "settings": {"duration": 2}}).json()
+    assert fits["campaign_budget_after"] == 0
+    unlimited = campaign(caller)
+    free = caller.http.post("/functions/v1/quote", json={**body, "campaign_id": unlimited["id"]}).json()
+    assert free["campaign_budget_remaining"] is None and free["campaign_budget_after"] is None
+    assert (
+        caller.http.post("/functions/v1/quote", json={**body, "campaign_id": None}).json()[
+            "campaign_budget_after"
+        ]
+        is None
+    )
+    theirs = other.http.post("/functions/v1/quote", json={**body, "image_url": other.upload()})
+    assert theirs.status_code == 404 and theirs.json()["error"]["details"]["field"] == "campaign_id"
+    caller.http.post("/functions/v1/update-campaign", json={"campaign_id": camp["id"], "archived": True})
+    assert caller.http.post("/functions/v1/quote", json=body).status_code == 409
+    assert caller.balance() == 10

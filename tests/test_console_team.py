@@ -80,7 +80,7 @@ def test_an_api_key_is_shown_once_limited_to_its_scopes_and_revoked(browser: Any
 
 def test_a_campaign_budget_is_spent_from_the_generate_page(browser: Any, stack: str, db: Database) -> None:
     """A client and a campaign with a budget are added; a video started on the Generate page with that campaign
-    spends from it; a new budget and archiving show at once; a budget that is not a whole number is refused in
+    spends from it, and the price then warns that the budget left is short; a new budget and archiving show; a budget that is not a whole number is refused in
     words before any request."""
     user = uuid.uuid4()
     credits.grant(user, 10, "console test")
@@ -105,6 +105,10 @@ def test_a_campaign_budget_is_spent_from_the_generate_page(browser: Any, stack: 
     until(browser, lambda d: text_of(d, "#price") == "2 credits", "the quote")
     by(browser, "#generate").click()
     job_id = until(browser, lambda d: text_of(d, "#started-job"), "the job id")
+    note = until(
+        browser, lambda d: "budget" in text_of(d, "#price-note") and text_of(d, "#price-note"), "a warning"
+    )
+    assert note == "The campaign has 1 credit of its budget left: not enough for this video."
     token = browser.execute_script("return JSON.parse(localStorage.getItem('i2v.dev-session')).access_token")
     status = httpx.get(
         f"{stack}/functions/v1/get-video-status",

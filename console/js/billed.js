@@ -48,10 +48,13 @@ export function pricePanel(api, { prefix, submitId, verb, what }) {
       amount.textContent = credits(q.credits);
       balance.textContent = credits(q.balance);
       after.textContent = credits(q.balance_after);
-      note.className = q.balance_after < 0 ? "warning" : "hint";
+      const overBudget = q.campaign_budget_after != null && q.campaign_budget_after < 0;
+      note.className = q.balance_after < 0 || overBudget ? "warning" : "hint";
       note.textContent = q.balance_after < 0
         ? `Your balance of ${credits(q.balance)} does not cover ${what}.`
-        : `Charged once, when you press ${verb}; refunded if the job fails or is canceled.`;
+        : overBudget
+          ? `The campaign has ${credits(q.campaign_budget_remaining)} of its budget left: not enough for ${what}.`
+          : `Charged once, when you press ${verb}; refunded if the job fails or is canceled.`;
       submit.textContent = `${verb} for ${credits(q.credits)}`;
       submit.disabled = panel.busy;
     } catch (e) {

@@ -33,11 +33,16 @@ def _campaign_missing(result: dict[str, Any], headers: dict[str, str]) -> errors
     return errors.CampaignNotFound("You have no campaign with that campaign_id.", field="campaign_id")
 
 
-def _campaign_archived(result: dict[str, Any], headers: dict[str, str]) -> errors.I2VError:
+def campaign_archived() -> errors.Archived:
+    """The refusal of a job for an archived campaign (generating, or quoting)."""
     return errors.Archived(
         "The campaign is archived and takes no new jobs; restore it with update-campaign.",
         field="campaign_id",
     )
+
+
+def _campaign_archived(result: dict[str, Any], headers: dict[str, str]) -> errors.I2VError:
+    return campaign_archived()
 
 
 def _budget_exceeded(result: dict[str, Any], headers: dict[str, str]) -> errors.I2VError:
