@@ -203,12 +203,14 @@ begin
   if endpoint is null or e.disabled_at is not null then
     return null;
   end if;
-  update webhook_endpoints
-     set failing_since = case when ok then null else coalesce(failing_since, now()) end
-   where id = endpoint
-  returning * into e;
+  if ok and e.failing_since is not null then  -- written only when the run of failures begins or ends
+    update webhook_endpoints set failing_since = null where id = endpoint;
+  elsif not ok and e.failing_since is null then
+    update webhook_endpoints set failing_since = now() where id = endpoint returning * into e;
+  end if;
   reason := case when p_gone then 'gone'
-                 when e.failing_since < now() - make_interval(secs => p_disable_after_s) then 'failing' end;
+                 when not ok and e.failing_since < now() - make_interval(secs => p_disable_after_s)
+                   then 'failing' end;
   if reason is not null then
     perform disable_webhook_endpoint(d.user_id, endpoint, reason);
   end if;
