@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -388,3 +390,56 @@ def test_an_endpoints_health_shows_what_is_pending_failing_and_delivered(
     gone = health()
     assert gone["failed_last_24h"] == 1 and gone["last_error"]["status"] == 410
     assert gone["last_error"]["state"] == "failed"
+
+
+def test_an_attempt_recorded_as_its_endpoint_is_deleted_never_requeues_it(
+    caller: Caller, db: Database, receiver: Receiver
+) -> None:
+    """A failed attempt recorded at the same moment as the endpoint's deletion (each order, 20 races): the
+    delivery always ends failed and the endpoint deleted; nothing is left pending for a disabled endpoint."""
+    caller.grant(30)
+    end_pending_deliveries(db)
+    for _ in range(20):
+        endpoint = _endpoint(caller, receiver.url, ["job.canceled"])
+        job = debit_job(db, caller.id, cost=1)
+        db.call("cancel_job", user=caller.id, job=job)
+        (claimed,) = db.call("claim_webhook_deliveries", limit=10, lease_s=120)
+        _record_while_deleting(caller, db, claimed["id"], endpoint["id"])
+        assert [d["state"] for d in _deliveries(caller, job)] == ["failed"]
+    with db.transaction() as tx:
+        pending = tx.query(
+            "select count(*) from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id"
+            " where d.state = 'pending' and e.disabled_at is not null"
+        )
+    assert pending == [(0,)]
+
+
+def _record_while_deleting(caller: Caller, db: Database, delivery_id: str, endpoint_id: str) -> None:
+    """A failed attempt of ``delivery_id`` recorded while the owner deletes ``endpoint_id``, both let go at once
+    (the attempt a random 0-20 ms later, so that each commits first in some of the races)."""
+    start = threading.Barrier(2)
+
+    def record() -> None:
+        start.wait()
+        time.sleep(random.uniform(0, 0.02))  # the HTTP call takes a few ms: either may commit first
+        db.call(
+            "record_webhook_attempt",
+            delivery=delivery_id,
+            status=500,
+            error="HTTP 500",
+            duration_ms=1,
+            retry_in_s=5,
+            gone=False,
+            disable_after_s=432_000,
+        )
+
+    def delete() -> None:
+        start.wait()
+        resp = caller.http.post("/functions/v1/delete-webhook-endpoint", json={"endpoint_id": endpoint_id})
+        assert resp.status_code == 200
+
+    threads = [threading.Thread(target=record), threading.Thread(target=delete)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
