@@ -198,6 +198,11 @@ class RouteInfo(BaseModel):
     available: bool
     unavailable_reason: str | None = None
     extra_options: list[str]
+    text_only: bool = Field(
+        default=False,
+        description="it makes a video from the prompt alone: a prompt-only request is sent to it directly, with no"
+        " start image made first",
+    )
     price: dict[str, Any]
     notes: str | None = None
 

@@ -394,3 +394,39 @@ def test_each_kind_of_request_is_charged_once_under_its_key(
         assert replay.headers.get("idempotent-replayed") == "true"
         assert send(path, {**body, "prompt": "something else"}, key).status_code == 422
         assert caller.balance() == before - cost, (path, body)
+
+
+def test_a_prompt_alone_goes_straight_to_a_route_that_takes_one(
+    caller: Caller, rep: ReplicateEmulator, mp4: bytes
+) -> None:
+    """A model whose Replicate endpoint takes a prompt without an image (catalog text_only: Hailuo-02) is sent
+    the prompt directly: one prediction with no image input, the video's price alone, no stage; asking for a
+    start image with settings.image_model still makes one first."""
+    rep.set_plan(PredictionPlan(output=MediaFile(data=mp4)), model="minimax/hailuo-02")
+    caller.grant(200)
+    body = {"model_id": "hailuo-02-standard", "prompt": "a lighthouse at dusk", "settings": {"duration": 6}}
+    quoted = caller.http.post("/functions/v1/quote", json=body).json()
+    assert quoted["parts"] is None and quoted["provider"] == "replicate", quoted
+    listed = caller.http.get("/functions/v1/list-models").json()["models"]
+    (hailuo,) = [m for m in listed if m["slug"] == "hailuo-02-standard"]
+    assert {r["provider"]: r["text_only"] for r in hailuo["routes"]} == {"fal": False, "replicate": True}
+    resp = caller.generate(**body)
+    assert resp.status_code == 202 and resp.json()["credits_used"] == quoted["credits"], resp.text
+    done = wait_done(caller, resp.json()["job_id"], timeout=30)
+    assert done["status"] == "completed" and done["stage"] is None and not done["images"], done
+    assert httpx.get(done["video_url"]).content == mp4
+    (create,) = rep.requests_for("create")
+    assert create.path == "/v1/models/minimax/hailuo-02/predictions"
+    assert create.json()["input"]["prompt"] == "a lighthouse at dusk"
+    assert "first_frame_image" not in create.json()["input"]
+    assert caller.balance() == 200 - quoted["credits"]
+
+    staged = {**body, "settings": {"duration": 6, "image_model": "nano-banana"}}
+    two_parts = caller.http.post("/functions/v1/quote", json=staged).json()
+    assert two_parts["parts"] == {"image": 11, "video": quoted["credits"]}, two_parts
+    second = caller.generate(**staged)
+    assert wait_done(caller, second.json()["job_id"], timeout=30)["stage"] == "video"
+    assert [c.path for c in rep.requests_for("create")][1:] == [
+        "/v1/models/google/nano-banana-2/predictions",
+        "/v1/models/minimax/hailuo-02/predictions",
+    ]

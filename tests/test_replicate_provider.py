@@ -353,3 +353,27 @@ def test_failover_to_replicate_when_fals_breaker_is_open(caller: Caller, rep: Re
             assert fal.requests_for("submit") == [] and len(rep.requests_for("create")) == 1
         finally:
             cb.reset()
+
+
+def test_text_only_routes_never_leave_out_a_required_image() -> None:
+    """The catalog sends a prompt alone (text_only) only to Replicate endpoints whose image input the reference
+    (the emulator's schemas) does not require and that make a video from text: Kling 2.5 Turbo Pro, Veo 3.1,
+    Hailuo-02 and Seedance; never Kling 2.1 or Wan 2.2 (image required), nor Wan 2.5 i2v (an image-to-video
+    endpoint whose image the reference leaves unmarked), nor any fal endpoint (image_url required, reference §7)."""
+    from tests.emulators.replicate import OFFICIAL_MODELS
+
+    text_only = set()
+    for spec in all_models().values():
+        for route in spec.routes:
+            if not route.text_only:
+                continue
+            assert route.provider == "replicate" and not spec.makes_images, route.key
+            field = route.inputs["image"].field
+            assert not OFFICIAL_MODELS[route.endpoint].fields[field].required, route.key
+            text_only.add(route.endpoint)
+    assert text_only == {
+        "kwaivgi/kling-v2.5-turbo-pro",
+        "google/veo-3.1",
+        "minimax/hailuo-02",
+        "bytedance/seedance-1-pro",
+    }

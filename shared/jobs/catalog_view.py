@@ -52,6 +52,7 @@ def route_info(spec: ModelSpec, route: Route) -> RouteInfo:
         available=problem is None,
         unavailable_reason=problem,
         extra_options=sorted(route.extra_options),
+        text_only=route.text_only,
         price=price_table(spec, route),
         notes=route.notes,
     )

@@ -169,8 +169,9 @@ def prepare(user: User, req: GenerateVideoRequest) -> Prepared:
 def _prepare_from_prompt(
     spec: ModelSpec, resolved: dict[str, Any], image_model: Any, prompt: str
 ) -> Prepared:
-    """A video from a prompt alone: its start image is made first by the model's image model (or
-    settings.image_model), at that model's price; one charge covers both."""
+    """A video from a prompt alone: sent as it is to a route that takes a prompt alone (catalog ``text_only``)
+    unless settings.image_model asks for a start image; otherwise its start image is made first by the model's
+    image model (or settings.image_model), at that model's price, and one charge covers both."""
     if not prompt.strip():
         raise errors.InvalidField(
             "image_url", f"{spec.slug} needs an image_url, an image_id, a video_id or a prompt."
@@ -184,6 +185,9 @@ def _prepare_from_prompt(
         raise errors.InvalidField(
             "settings.image_model", f"No image model is called {image_model!r}.", allowed=image_models
         )
+    direct = None if image_model is not None else _text_only_route(spec, resolved)
+    if direct is not None:  # the model's own text-to-video: no start image to make
+        return Prepared(spec, direct, get_provider(direct.provider), resolved, price(direct, resolved), None)
     image_spec = find_model(image_model or spec.image_model)
     check_model(image_spec)
     aspect = resolved.get("aspect_ratio")
@@ -254,6 +258,14 @@ def last_frame_url(user: User, video_id: UUID) -> str:
     if not found.get("key"):
         raise errors.InvalidTransition("No last frame was kept for that video.", field="video_id")
     return get_storage().ref_url(str(found["key"]))
+
+
+def _text_only_route(spec: ModelSpec, resolved: dict[str, Any]) -> Route | None:
+    """The first route of ``spec`` that makes a video from the prompt alone and can take these settings now."""
+    for route in spec.routes:
+        if route.text_only and routing.route_problem(route) is None and route.serves(resolved):
+            return route
+    return None
 
 
 def _verified_upload(user: User, sha: str) -> None:

@@ -140,6 +140,9 @@ class Route(BaseModel):
     output_video: str = "video.url"  # a dotted path into the output; "" when the output is the URL itself
     output_images: str = "images.*.url"  # image models: the path of each image URL ("*": every list item)
     unsupported: list[dict[str, Any]] = Field(default_factory=list)  # settings combinations it cannot make
+    # Video routes whose endpoint also makes a video from the prompt alone (its image input is optional): a
+    # prompt-only request is sent there directly instead of making a start image first.
+    text_only: bool = False
     price: PriceRule
     notes: str | None = None
 
