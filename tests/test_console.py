@@ -270,6 +270,35 @@ def test_cancel_refunds_and_retry_prefills(browser: Any, stack: str, db: Databas
     assert prompt == "pan right across the scene"
 
 
+def test_a_video_from_a_prompt_alone(browser: Any, stack: str, db: Database) -> None:
+    """With no image, a prompt is enough: the price shows the start image and the video, and the job makes the
+    title card, then the video, charged once for both."""
+    user = uuid.uuid4()
+    credits.grant(user, 5, "console test")
+    sign_in(browser, stack, user)
+    choose(browser, "duration", "1")
+    assert "Choose an image, or type a prompt" in text_of(browser, "#price-note")
+    by(browser, "#prompt").send_keys("A quiet harbour at dawn, slow zoom in")
+    until(
+        browser, lambda d: text_of(d, "#price") == "2 credits (start image 1 + video 1)", "the quote in parts"
+    )
+    by(browser, "#generate").click()
+    job_id = until(browser, lambda d: text_of(d, "#started-job"), "the job id")
+    token = browser.execute_script("return JSON.parse(localStorage.getItem('i2v.dev-session')).access_token")
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def finished() -> dict[str, Any] | None:
+        job: dict[str, Any] = httpx.get(
+            f"{stack}/functions/v1/get-video-status", params={"job_id": job_id}, headers=auth
+        ).json()
+        return job if job["status"] in ("completed", "failed") else None
+
+    done = until(browser, lambda d: finished(), "the job to finish")
+    assert done["status"] == "completed" and done["stage"] == "video" and len(done["images"]) == 1, done
+    assert [e["job_id"] for e in _generation_entries(db, user)] == [job_id]
+    assert db.call("get_credits", user=user, signup_credits=0, limit=10)["balance"] == 3
+
+
 def test_insufficient_credits_is_shown_in_words(browser: Any, stack: str, db: Database) -> None:
     """With no credits the quote warns, and generating shows the API's 402 in words; nothing is charged."""
     user = uuid.uuid4()

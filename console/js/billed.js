@@ -45,7 +45,9 @@ export function pricePanel(api, { prefix, submitId, verb, what }) {
     try {
       const q = await ask();
       if (mine !== seq) return;
-      amount.textContent = credits(q.credits);
+      amount.textContent = q.parts
+        ? `${credits(q.credits)} (start image ${q.parts.image} + video ${q.parts.video})`
+        : credits(q.credits);
       balance.textContent = credits(q.balance);
       after.textContent = credits(q.balance_after);
       const overBudget = q.campaign_budget_after != null && q.campaign_budget_after < 0;

@@ -93,10 +93,9 @@ export async function render(main, { api, go }) {
   }
 
   function ready() {
-    const m = model();
-    const start = imageUrl || reference;
-    if (m.requires_image && !start) return "Choose an image to see the price.";
-    if (!m.requires_image && !start && !prompt.value.trim()) return "Type a prompt or choose an image to see the price.";
+    // Without an image the prompt alone is enough: the API makes a start image first, or sends the prompt to a
+    // model that makes video from text.
+    if (!imageUrl && !reference && !prompt.value.trim()) return "Choose an image, or type a prompt, to see the price.";
     return null;
   }
 
