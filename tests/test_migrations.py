@@ -277,3 +277,39 @@ def test_provider_status_is_rewritten_in_our_own_words(fresh_db: Database, tmp_p
     with pytest.raises(errors.I2VError) as refused, fresh_db.transaction() as tx:
         tx.query("update video_jobs set provider_status = 'IN_QUEUE' where id = %s", (ids[0],))
     assert isinstance(refused.value.__cause__, psycopg.errors.CheckViolation)
+
+
+def test_endpoints_disabled_before_0017_say_why(fresh_db: Database, tmp_path: Path) -> None:
+    """An endpoint disabled before 0017 reads 'gone' when a delivery to it was answered 410, else 'deleted'; an
+    enabled one has no reason; from then on a disabled endpoint must say why."""
+    before = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, before)
+    (before / "0017_webhook_endpoint_disabling.sql").unlink()
+    shutil.rmtree(before / "procedures")  # the current procedures name 0017's columns
+    migrate(fresh_db, before)
+    user = uuid.uuid4()
+    with fresh_db.transaction() as tx:
+        tx.query("insert into accounts (user_id) values (%s)", (user,))
+        gone, deleted, live = (
+            tx.query(
+                "insert into webhook_endpoints (user_id, url, events, secret, disabled_at)"
+                " values (%s, 'https://example.com/h', '{job.completed}', 'whsec_x', %s) returning id",
+                (user, disabled),
+            )[0][0]
+            for disabled in ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", None)
+        )
+        for endpoint, status in ((gone, 410), (deleted, 500), (live, 204)):
+            tx.query(
+                "insert into webhook_deliveries (user_id, endpoint_id, url, event_type, payload, state,"
+                " last_status) values (%s, %s, 'https://example.com/h', 'job.completed', '{}', 'failed', %s)",
+                (user, endpoint, status),
+            )
+    assert migrate(fresh_db) == ["0017_webhook_endpoint_disabling.sql"]
+    with fresh_db.transaction() as tx:
+        reasons = dict(
+            tx.query("select id, disabled_reason from webhook_endpoints where user_id = %s", (user,))
+        )
+    assert reasons == {gone: "gone", deleted: "deleted", live: None}
+    with pytest.raises(errors.I2VError) as refused, fresh_db.transaction() as tx:
+        tx.query("update webhook_endpoints set disabled_at = now() where id = %s", (live,))
+    assert isinstance(refused.value.__cause__, psycopg.errors.CheckViolation)
