@@ -299,6 +299,28 @@ def test_a_video_from_a_prompt_alone(browser: Any, stack: str, db: Database) -> 
     assert db.call("get_credits", user=user, signup_credits=0, limit=10)["balance"] == 3
 
 
+def test_the_jobs_page_names_the_step_of_a_video_from_a_prompt_alone(browser: Any, stack: str) -> None:
+    """A prompt-only video reads "Step 1 of 2: making the start image", then "Step 2 of 2, the video: ..." while it
+    runs; a finished one reads like any other job."""
+    browser.get(stack + "/")
+    texts = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import('./js/pages/jobs.js').then((m) => done(["
+        " m.progressText({status: 'processing', stage: 'image', progress: 0.5}),"
+        " m.progressText({status: 'pending', stage: 'video', queue_position: 2}),"
+        " m.progressText({status: 'processing', stage: 'video', progress: 0.25}),"
+        " m.progressText({status: 'completed', stage: 'video'}),"
+        " m.progressText({status: 'processing', stage: null, progress: 0.5})]));"
+    )
+    assert texts == [
+        "Step 1 of 2: making the start image",
+        "Step 2 of 2, the video: Waiting: position 2 in the queue",
+        "Step 2 of 2, the video: Rendering: 25%",
+        "Done",
+        "Rendering: 50%",
+    ]
+
+
 def test_insufficient_credits_is_shown_in_words(browser: Any, stack: str, db: Database) -> None:
     """With no credits the quote warns, and generating shows the API's 402 in words; nothing is charged."""
     user = uuid.uuid4()

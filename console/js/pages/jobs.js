@@ -7,12 +7,16 @@ import { RETRY as IMAGE_RETRY } from "./image.js";
 const ACTIVE = new Set(["pending", "processing"]);
 const POLL_MS = 1000;
 
-function progressText(job) {
+export function progressText(job) {
+  // A video from a prompt alone makes its start image first (stage "image"), then the video (stage "video").
+  const active = ACTIVE.has(job.status);
+  if (active && job.stage === "image") return "Step 1 of 2: making the start image";
+  const step = active && job.stage === "video" ? "Step 2 of 2, the video: " : "";
   if (job.status === "pending") {
-    return job.queue_position != null ? `Waiting: position ${job.queue_position} in the queue` : "Waiting to start";
+    return step + (job.queue_position != null ? `Waiting: position ${job.queue_position} in the queue` : "Waiting to start");
   }
   if (job.status === "processing") {
-    return job.progress != null ? `Rendering: ${Math.round(job.progress * 100)}%` : "Rendering";
+    return step + (job.progress != null ? `Rendering: ${Math.round(job.progress * 100)}%` : "Rendering");
   }
   if (job.status === "failed") return job.error_message ? `Failed: ${job.error_message}` : "Failed (refunded)";
   if (job.status === "canceled") return "Canceled (refunded)";
