@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 Scope = Literal["generate", "read", "billing", "campaigns", "webhooks", "keys"]
 EventType = Literal["job.processing", "job.completed", "job.failed", "job.canceled"]
 _NAME = Field(min_length=1, max_length=200)
+#: The largest campaign budget (a trillion credits): a larger number is refused, not passed to the database.
+MAX_BUDGET_CREDITS = 10**12
 
 
 class CreateApiKeyRequest(BaseModel):
@@ -97,7 +99,7 @@ class CreateCampaignRequest(BaseModel):
     client_id: UUID
     name: str = _NAME
     budget_credits: int | None = Field(
-        default=None, ge=0, description="credits it may spend (none: no limit)"
+        default=None, ge=0, le=MAX_BUDGET_CREDITS, description="credits it may spend (none: no limit)"
     )
 
 
@@ -107,7 +109,7 @@ class UpdateCampaignRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     campaign_id: UUID
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    budget_credits: int | None = Field(default=None, ge=0)
+    budget_credits: int | None = Field(default=None, ge=0, le=MAX_BUDGET_CREDITS)
     archived: bool | None = None
 
 

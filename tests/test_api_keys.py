@@ -94,10 +94,20 @@ def test_revoke_api_key_refuses_the_key_everywhere_at_once(caller: Caller) -> No
         assert http.get("/functions/v1/list-videos").status_code == 401
 
 
-def test_an_expired_or_unknown_key_is_refused(caller: Caller) -> None:
-    """A key past its expires_at, and a well-formed key nobody was given, answer 401."""
-    expired = new_key(caller, expires_at="2000-01-01T00:00:00Z")
-    with key_client(caller, expired) as http:
+def test_an_expired_or_unknown_key_is_refused(caller: Caller, db: Database) -> None:
+    """A key past its expires_at, and a well-formed key nobody was given, answer 401; a key cannot be created
+    already expired (400 naming expires_at), and one given without a zone expires at that UTC time."""
+    refused = caller.http.post(
+        "/functions/v1/create-api-key", json={"name": "late", "expires_at": "2000-01-01T00:00:00Z"}
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["details"]["field"] == "expires_at"
+    made = caller.http.post(
+        "/functions/v1/create-api-key", json={"name": "soon", "expires_at": "2999-01-01T00:00:00"}
+    ).json()
+    assert made["expires_at"] == "2999-01-01T00:00:00Z"
+    with db.transaction() as tx:  # its time comes
+        tx.query("update api_keys set expires_at = now() - interval '1 second' where id = %s", (made["id"],))
+    with key_client(caller, made["key"]) as http:
         assert http.get("/functions/v1/list-videos").status_code == 401
     with key_client(caller, "i2v_sk_" + "A" * 43) as http:
         assert http.get("/functions/v1/list-videos").status_code == 401

@@ -187,3 +187,25 @@ def test_a_quote_shows_what_the_campaign_budget_leaves(caller: Caller, other: Ca
     caller.http.post("/functions/v1/update-campaign", json={"campaign_id": camp["id"], "archived": True})
     assert caller.http.post("/functions/v1/quote", json=body).status_code == 409
     assert caller.balance() == 10
+
+
+def test_a_budget_beyond_a_trillion_credits_is_refused_in_words(caller: Caller) -> None:
+    """A budget larger than the database can hold (or than anyone needs) is a 400 naming budget_credits on create
+    and on update, never a database error."""
+    camp = campaign(caller)
+    huge = 10**20
+    created = caller.http.post(
+        "/functions/v1/create-campaign",
+        json={"client_id": camp["client_id"], "name": "x", "budget_credits": huge},
+    )
+    updated = caller.http.post(
+        "/functions/v1/update-campaign", json={"campaign_id": camp["id"], "budget_credits": huge}
+    )
+    for resp in (created, updated):
+        assert resp.status_code == 400 and resp.json()["error"]["details"]["field"] == "budget_credits", (
+            resp.text
+        )
+    top = caller.http.post(
+        "/functions/v1/update-campaign", json={"campaign_id": camp["id"], "budget_credits": 10**12}
+    )
+    assert top.status_code == 200 and top.json()["budget_remaining"] == 10**12

@@ -220,11 +220,13 @@ def test_delete_stops_an_endpoint_and_only_its_owner_may_enable_it(
     ],
 )
 def test_private_or_plain_http_endpoints_are_refused(caller: Caller, url: str) -> None:
-    """create-webhook-endpoint refuses http:// and private, loopback and link-local addresses (400)."""
+    """create-webhook-endpoint refuses http:// and private, loopback and link-local addresses (400), in words
+    about the webhook URL (not an image's)."""
     resp = caller.http.post(
         "/functions/v1/create-webhook-endpoint", json={"url": url, "events": ["job.failed"]}
     )
     assert resp.status_code == 400 and resp.json()["error"]["details"]["field"] == "url"
+    assert resp.json()["error"]["message"].startswith("The webhook URL ")
 
 
 def test_the_retry_schedule_backs_off_for_about_a_day() -> None:

@@ -101,24 +101,27 @@ def split_url(url: str, field: str = "image_url") -> SplitResult:
 
 
 def check_public_url(
-    url: str, settings: Settings, *, field: str = "image_url"
+    url: str, settings: Settings, *, field: str = "image_url", what: str = "image"
 ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Refuse non-https URLs and hosts that resolve to private, loopback, link-local or reserved addresses.
+    """Refuse non-https URLs and hosts that resolve to private, loopback, link-local or reserved addresses
+    (``what`` names the URL in the refusal: an image's, a webhook's).
 
     Returns the addresses the host resolved to (all of them allowed), for the fetch to connect to; none when
     ALLOW_PRIVATE_IMAGE_URLS is set (nothing is checked, the name is looked up when connecting).
     """
     parts = split_url(url, field)
     if parts.scheme != "https" or not parts.hostname:
-        raise errors.InvalidField(field, "The image URL must be an https:// URL.", allowed=["https"])
+        raise errors.InvalidField(field, f"The {what} URL must be an https:// URL.", allowed=["https"])
     if parts.username or parts.password:
-        raise errors.InvalidField(field, "The image URL must not carry credentials.")
+        raise errors.InvalidField(field, f"The {what} URL must not carry credentials.")
     if settings.allow_private_image_urls:
         return []
-    addresses = _resolve(parts.hostname, parts.port or 443, field)
+    addresses = _resolve(parts.hostname, parts.port or 443, field, what)
     for address in addresses:
         if not is_public_address(address):
-            raise errors.InvalidField(field, "The image URL points at a private or reserved network address.")
+            raise errors.InvalidField(
+                field, f"The {what} URL points at a private or reserved network address."
+            )
     return addresses
 
 
@@ -147,7 +150,9 @@ def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
     return not any(address in network for network in _REFUSED if network.version == address.version)
 
 
-def _resolve(host: str, port: int, field: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def _resolve(
+    host: str, port: int, field: str, what: str = "image"
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:  # an IP literal needs no lookup
         literal = ipaddress.ip_address(host)
     except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import UUID
 
 from shared import api_keys, errors
@@ -20,6 +21,11 @@ def create(user: User, req: CreateApiKeyRequest) -> CreatedApiKey:
             f"An API key cannot create a key with scopes it does not have: {', '.join(beyond)}.",
             scope=beyond[0],
         )
+    expires_at = req.expires_at
+    if expires_at is not None:
+        expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)  # no zone: UTC
+        if expires_at <= datetime.now(UTC):
+            raise errors.InvalidField("expires_at", "expires_at must be in the future.")
     key = api_keys.new_key()
     record = get_db().call(
         "create_api_key",
@@ -28,7 +34,7 @@ def create(user: User, req: CreateApiKeyRequest) -> CreatedApiKey:
         prefix=key[: api_keys.VISIBLE],
         digest=api_keys.digest(key),
         scopes=scopes,
-        expires_at=req.expires_at,
+        expires_at=expires_at,
         signup_credits=get_settings().signup_credits,
     )
     return CreatedApiKey.model_validate({**record, "key": key})

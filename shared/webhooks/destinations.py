@@ -23,7 +23,7 @@ def check_destination(url: str, field: str = "url") -> list[Address]:
             raise errors.InvalidField(field, "A webhook URL must be an http(s):// URL.", allowed=["https"])
         return []
     strict = settings.model_copy(update={"allow_private_image_urls": False})
-    return images.check_public_url(url, strict, field=field)
+    return images.check_public_url(url, strict, field=field, what="webhook")
 
 
 def pinned(url: str, addresses: list[Address]) -> tuple[str, dict[str, str], dict[str, str]]:
