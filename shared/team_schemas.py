@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Scope = Literal["generate", "read", "billing", "campaigns", "webhooks", "keys"]
 EventType = Literal["job.processing", "job.completed", "job.failed", "job.canceled"]
-_NAME = Field(min_length=1, max_length=200)
+#: A name people give (a key, a client, a campaign): surrounding spaces dropped, then 1-200 characters.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 #: The largest campaign budget (a trillion credits): a larger number is refused, not passed to the database.
 MAX_BUDGET_CREDITS = 10**12
 
@@ -19,7 +20,7 @@ class CreateApiKeyRequest(BaseModel):
     """Body of POST create-api-key."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = _NAME
+    name: Name
     scopes: list[Scope] | None = Field(
         default=None,
         min_length=1,
@@ -64,7 +65,7 @@ class CreateClientRequest(BaseModel):
     """Body of POST create-client."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = _NAME
+    name: Name
 
 
 class UpdateClientRequest(BaseModel):
@@ -72,7 +73,7 @@ class UpdateClientRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     client_id: UUID
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     archived: bool | None = None
 
 
@@ -97,7 +98,7 @@ class CreateCampaignRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     client_id: UUID
-    name: str = _NAME
+    name: Name
     budget_credits: int | None = Field(
         default=None, ge=0, le=MAX_BUDGET_CREDITS, description="credits it may spend (none: no limit)"
     )
@@ -108,7 +109,7 @@ class UpdateCampaignRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     campaign_id: UUID
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     budget_credits: int | None = Field(default=None, ge=0, le=MAX_BUDGET_CREDITS)
     archived: bool | None = None
 

@@ -209,3 +209,22 @@ def test_a_budget_beyond_a_trillion_credits_is_refused_in_words(caller: Caller) 
         "/functions/v1/update-campaign", json={"campaign_id": camp["id"], "budget_credits": 10**12}
     )
     assert top.status_code == 200 and top.json()["budget_remaining"] == 10**12
+
+
+def test_names_are_trimmed_and_a_blank_one_is_refused(caller: Caller) -> None:
+    """Client, campaign and API key names lose surrounding spaces; one of spaces only is a 400 naming the field;
+    an unknown key to revoke is a 404 naming key_id."""
+    blank = caller.http.post("/functions/v1/create-client", json={"name": "   "})
+    assert blank.status_code == 400 and blank.json()["error"]["details"]["field"] == "name"
+    client = caller.http.post("/functions/v1/create-client", json={"name": "  Acme  "}).json()
+    assert client["name"] == "Acme"
+    camp = caller.http.post(
+        "/functions/v1/create-campaign", json={"client_id": client["id"], "name": "\tSpring\n"}
+    ).json()
+    assert camp["name"] == "Spring"
+    renamed = caller.http.post("/functions/v1/update-campaign", json={"campaign_id": camp["id"], "name": " "})
+    assert renamed.status_code == 400 and renamed.json()["error"]["details"]["field"] == "name"
+    key = caller.http.post("/functions/v1/create-api-key", json={"name": " "})
+    assert key.status_code == 400 and key.json()["error"]["details"]["field"] == "name"
+    unknown = caller.http.post("/functions/v1/revoke-api-key", json={"key_id": str(uuid.uuid4())})
+    assert unknown.status_code == 404 and unknown.json()["error"]["details"]["field"] == "key_id"

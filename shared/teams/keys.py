@@ -49,6 +49,6 @@ def revoke(user: User, key_id: UUID) -> ApiKey:
     """Revoke one of the user's keys: refused at once by billed requests, everywhere within seconds."""
     record = get_db().call("revoke_api_key", user=user.id, key=key_id)
     if record is None:
-        raise errors.ApiKeyNotFound(f"No API key {key_id} for this user.", key_id=str(key_id))
+        raise errors.ApiKeyNotFound(f"No API key {key_id} for this user.", field="key_id")
     api_keys.forget(key_id=key_id)
     return ApiKey.model_validate(record)
