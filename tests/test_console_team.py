@@ -80,7 +80,8 @@ def test_an_api_key_is_shown_once_limited_to_its_scopes_and_revoked(browser: Any
 
 def test_a_campaign_budget_is_spent_from_the_generate_page(browser: Any, stack: str, db: Database) -> None:
     """A client and a campaign with a budget are added; a video started on the Generate page with that campaign
-    spends from it, and the price then warns that the budget left is short; a new budget and archiving show; a budget that is not a whole number is refused in
+    spends from it, and the price then warns that the budget left is short; the campaign's name lists its jobs
+    alone; a new budget and archiving show; a budget that is not a whole number is refused in
     words before any request."""
     user = uuid.uuid4()
     credits.grant(user, 10, "console test")
@@ -117,6 +118,17 @@ def test_a_campaign_budget_is_spent_from_the_generate_page(browser: Any, stack: 
     ).json()
     assert status["campaign_id"] == campaign_id
 
+    credits.grant(user, 2, "console test")
+    httpx.post(  # a job outside the campaign (a prompt alone), which its list leaves out
+        f"{stack}/functions/v1/generate-video",
+        json={"model_id": "local-motion", "prompt": "orbit", "settings": {"duration": 1}},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+    ).raise_for_status()
+    _open(browser, stack, "campaigns", row)
+    by(browser, f"{row} [data-action=jobs]").click()
+    until(browser, lambda d: by(d, "#jobs-scope"), "the campaign's jobs")
+    shown = until(browser, lambda d: d.find_elements("css selector", "#jobs > li"), "the jobs")
+    assert [li.get_attribute("id") for li in shown] == [f"job-{job_id}"]
     _open(browser, stack, "campaigns", row)
     assert text_of(browser, f"{row} .campaign-spent") == "2 credits"
     assert text_of(browser, f"{row} .campaign-remaining") == "1 credit"

@@ -63,7 +63,8 @@ export async function render(main, { api }) {
     archive.addEventListener("click", () => act(`${campaign.name} ${campaign.archived ? "restored" : "archived"}.`,
       () => api.post("update-campaign", { campaign_id: campaign.id, archived: !campaign.archived })));
     return h("tr", { "data-campaign-id": campaign.id },
-      h("td", { "data-label": "Campaign" }, campaign.name, h("div", { class: "hint mono" }, campaign.id)),
+      h("td", { "data-label": "Campaign" }, h("a", { href: `#/jobs?campaign=${campaign.id}`, "data-action": "jobs" }, campaign.name),
+        h("div", { class: "hint mono" }, campaign.id)),
       h("td", { "data-label": "Budget", class: "num" }, campaign.budget_credits == null ? "no limit" : credits(campaign.budget_credits)),
       h("td", { "data-label": "Spent", class: "num campaign-spent" }, credits(campaign.credits_spent)),
       h("td", { "data-label": "Remaining", class: "num campaign-remaining" }, campaign.budget_remaining == null ? "—" : credits(campaign.budget_remaining)),

@@ -23,10 +23,15 @@ export function progressText(job) {
   return "Done";
 }
 
-export async function render(main, { api, go }) {
+export async function render(main, { api, go, params }) {
   const error = messageBox("error");
   const list = h("ol", { class: "jobs", id: "jobs", "aria-label": "Jobs, newest first" });
-  main.append(h("h1", {}, "Jobs"), error, list);
+  // #/jobs?campaign=ID: only that campaign's jobs (the Campaigns page links here).
+  const campaignId = params.get("campaign");
+  const scope = campaignId
+    ? h("p", { class: "notice", id: "jobs-scope" }, "Jobs of one campaign only. ", h("a", { href: "#/jobs" }, "Show all jobs"), ".")
+    : null;
+  main.append(h("h1", {}, "Jobs"), scope, error, list);
   const rows = new Map();
   let timer = null;
   let stopped = false;
@@ -113,7 +118,11 @@ export async function render(main, { api, go }) {
   }
 
   try {
-    const page = await api.get("list-jobs", { limit: 50 });
+    const page = await api.get("list-jobs", { limit: 50, campaign_id: campaignId });
+    if (!page.jobs.length && campaignId) {
+      list.replaceWith(h("p", { class: "muted" }, "This campaign has no jobs yet."));
+      return;
+    }
     if (!page.jobs.length) {
       list.replaceWith(h("p", { class: "notice" }, "No jobs yet. ", h("a", { href: "#/generate" }, "Generate a video"),
         " or ", h("a", { href: "#/image" }, "make an image"), "."));
