@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared import errors, metrics
 from shared.auth import User, is_operator
@@ -75,6 +75,16 @@ class StuckJob(BaseModel):
     age_s: float
 
 
+class OutgoingWebhooks(BaseModel):
+    """Customers' webhooks: deliveries queued in the window by outcome, those waiting now, and their endpoints."""
+
+    delivered: int
+    failed: int = Field(description="queued in the window and failed for good")
+    pending: int = Field(description="waiting now, whenever queued")
+    endpoints_failing: int = Field(description="enabled endpoints whose last attempts failed")
+    endpoints_disabled: dict[str, int] = Field(description="disabled in the window, by reason")
+
+
 class MetricSeries(BaseModel):
     """One metric for one set of labels, as this process counted it since it started."""
 
@@ -96,6 +106,7 @@ class OperatorOverview(BaseModel):
     refunds: Refunds
     mirrored: Mirrored
     stuck: list[StuckJob]
+    outgoing_webhooks: OutgoingWebhooks
     ledger_mismatches: int
     purchase_mismatches: int
     instance_started_at: datetime

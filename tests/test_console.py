@@ -457,6 +457,8 @@ def test_operator_page_for_operators_only(browser: Any, stack: str, db: Database
         assert "0 mismatches" in check
         assert "local-motion" in text_of(browser, "#job-figures")
         assert str(waiting) in text_of(browser, "#stuck")
+        assert " delivered, " in text_of(browser, "#webhook-deliveries")
+        assert text_of(browser, "#endpoints-failing").isdigit()
         shot(browser, "operator")
         with chromium(tmp_path, width=390, height=844, phone=True) as phone:
             sign_in(phone, stack, operator)

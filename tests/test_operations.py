@@ -44,6 +44,41 @@ def test_an_operator_gets_the_figures(caller: Caller, other: Caller, db: Databas
     assert job["user_id"] == str(other.id) and job["status"] == "pending" and job["age_s"] >= 0
     names = {m["metric"] for m in data["instance_metrics"]}
     assert {"jobs_started", "ledger_mismatches"} <= names
+    hooks = data["outgoing_webhooks"]
+    assert set(hooks) == {"delivered", "failed", "pending", "endpoints_failing", "endpoints_disabled"}
+
+
+def test_the_operator_sees_customers_webhooks(caller: Caller, other: Caller, db: Database) -> None:
+    """The overview counts the window's deliveries by outcome, those waiting, and endpoints failing now or
+    disabled in the window by reason."""
+    with configured(OPERATOR_USER_IDS=str(caller.id)):
+        before = caller.http.get("/functions/v1/operator-overview", params={"hours": 1}).json()[
+            "outgoing_webhooks"
+        ]
+    with configured(ALLOW_PRIVATE_WEBHOOK_URLS="true"):  # never sent here: nothing delivers in this test
+        endpoint = other.http.post(
+            "/functions/v1/create-webhook-endpoint",
+            json={"url": "http://127.0.0.1:9/hooks", "events": ["job.canceled"]},
+        ).json()
+    other.grant(3)
+    job = debit_job(db, other.id, cost=1)
+    db.call("cancel_job", user=other.id, job=job)  # one delivery queued, waiting
+    with db.transaction() as tx:  # its endpoint failing for a while (as the sender records it)
+        tx.query("update webhook_endpoints set failing_since = now() where id = %s", (endpoint["id"],))
+    with configured(OPERATOR_USER_IDS=str(caller.id)):
+        failing = caller.http.get("/functions/v1/operator-overview", params={"hours": 1}).json()[
+            "outgoing_webhooks"
+        ]
+    assert failing["pending"] == before["pending"] + 1
+    assert failing["endpoints_failing"] == before["endpoints_failing"] + 1
+    other.http.post("/functions/v1/delete-webhook-endpoint", json={"endpoint_id": endpoint["id"]})
+    with configured(OPERATOR_USER_IDS=str(caller.id)):
+        after = caller.http.get("/functions/v1/operator-overview", params={"hours": 1}).json()[
+            "outgoing_webhooks"
+        ]
+    assert after["failed"] == before["failed"] + 1 and after["pending"] == before["pending"]
+    assert after["endpoints_failing"] == before["endpoints_failing"]
+    assert after["endpoints_disabled"].get("deleted", 0) == before["endpoints_disabled"].get("deleted", 0) + 1
 
 
 def test_the_operator_role_in_app_metadata_is_an_operator(stack: str) -> None:

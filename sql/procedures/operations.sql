@@ -47,6 +47,20 @@ begin
                round(extract(epoch from now() - created_at)::numeric, 1) as age_s
           from video_jobs where status in ('pending', 'processing')
          order by created_at limit p_stuck_limit) s), '[]'::jsonb),
+    -- Customers' webhooks: deliveries queued in the window by how they ended, those waiting now, and endpoints
+    -- failing now or disabled in the window (by reason).
+    'outgoing_webhooks', (
+      select jsonb_build_object(
+        'delivered', count(*) filter (where state = 'delivered'),
+        'failed', count(*) filter (where state = 'failed'),
+        'pending', (select count(*) from webhook_deliveries where state = 'pending'),
+        'endpoints_failing', (select count(*) from webhook_endpoints
+                               where disabled_at is null and failing_since is not null),
+        'endpoints_disabled', coalesce((
+          select jsonb_object_agg(disabled_reason, n) from (
+            select disabled_reason, count(*) as n from webhook_endpoints
+             where disabled_at >= p_since group by 1) d), '{}'::jsonb))
+        from webhook_deliveries where created_at >= p_since),
     'ledger_mismatches', (select count(*) from ledger_mismatches()),
     'purchase_mismatches', (select count(*) from purchase_mismatches())
   );

@@ -75,6 +75,19 @@ function jobs(data) {
       h("dd", { id: "mirrored" }, `${data.mirrored.videos} (${bytes(data.mirrored.bytes)})`)));
 }
 
+function webhooks(data) {
+  const w = data.outgoing_webhooks;
+  const disabled = Object.entries(w.endpoints_disabled);
+  return section("webhooks-title", "Customers' webhooks",
+    h("dl", { class: "figures" },
+      h("dt", {}, "Deliveries in the window"),
+      h("dd", { id: "webhook-deliveries" }, `${w.delivered} delivered, ${w.failed} failed for good`),
+      h("dt", {}, "Waiting now"), h("dd", { id: "webhook-pending" }, String(w.pending)),
+      h("dt", {}, "Endpoints failing now"), h("dd", { id: "endpoints-failing" }, String(w.endpoints_failing)),
+      h("dt", {}, "Endpoints disabled in the window"),
+      h("dd", { id: "endpoints-disabled" }, disabled.length ? disabled.map(([why, n]) => `${why}: ${n}`).join(", ") : "none")));
+}
+
 function stuck(data) {
   return section("stuck-title", "Unfinished jobs, waiting longest",
     table("stuck", "Unfinished jobs, oldest first", [
@@ -133,7 +146,7 @@ export async function render(main, { api }) {
       const data = await api.get("operator-overview", { hours: hours.value, stuck: 20 });
       if (stopped) return;
       error.clear();
-      body.replaceChildren(checks(data), jobs(data), stuck(data), instance(data));
+      body.replaceChildren(checks(data), jobs(data), stuck(data), webhooks(data), instance(data));
       updated.textContent = `Updated ${when(data.now)}`;
     } catch (e) {
       if (stopped) return;
