@@ -259,23 +259,40 @@ class I2VClient:
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        campaign_id: str | None = None,
+        client_id: str | None = None,
     ) -> dict[str, Any]:
-        """GET list-jobs: one page of the caller's jobs (``kind`` video or image; both when None), newest first,
-        and ``next_cursor``."""
+        """GET list-jobs: one page of the caller's jobs (``kind`` video or image; both when None; of one campaign
+        or client when given), newest first, and ``next_cursor``."""
         params: dict[str, Any] = {"limit": limit}
-        for name, value in (("kind", kind), ("status", status), ("cursor", cursor)):
-            if value:
-                params[name] = value
+        given = {
+            "kind": kind,
+            "status": status,
+            "cursor": cursor,
+            "campaign_id": campaign_id,
+            "client_id": client_id,
+        }
+        params.update({name: value for name, value in given.items() if value})
         result: dict[str, Any] = self._call("GET", "list-jobs", params=params)
         return result
 
     def iter_jobs(
-        self, kind: str | None = None, status: str | None = None, page_size: int = 200
+        self,
+        kind: str | None = None,
+        status: str | None = None,
+        page_size: int = 200,
+        *,
+        campaign_id: str | None = None,
+        client_id: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every job of the caller (of ``kind``, or both), newest first, following the cursor page by page."""
+        """Every job of the caller (of ``kind``, or both; of one campaign or client when given), newest first,
+        following the cursor page by page."""
         cursor: str | None = None
         while True:
-            page = self.list_jobs(kind, status, page_size, cursor)
+            page = self.list_jobs(
+                kind, status, page_size, cursor, campaign_id=campaign_id, client_id=client_id
+            )
             yield from page["jobs"]
             cursor = page["next_cursor"]
             if not cursor:

@@ -89,6 +89,12 @@ def jobs(
     kind: Annotated[
         JobKind | None, typer.Option(help="Only videos or only images (both when absent).")
     ] = None,
+    campaign: Annotated[
+        str | None, typer.Option(help="Only this campaign's jobs (i2v campaigns list).")
+    ] = None,
+    client: Annotated[
+        str | None, typer.Option(help="Only this client's jobs (i2v campaigns clients).")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Jobs per page.", min=1, max=200)] = 20,
     all_pages: Annotated[bool, typer.Option("--all", help="Every job, page after page.")] = False,
     api_url: ApiUrl = DEFAULT_API_URL,
@@ -101,9 +107,10 @@ def jobs(
     kind_name = kind.value if kind else None
     with api_session(api_url, token) as api:
         if all_pages:
-            items, cursor = list(api.iter_jobs(kind_name, status)), None
+            jobs = api.iter_jobs(kind_name, status, campaign_id=campaign, client_id=client)
+            items, cursor = list(jobs), None
         else:
-            page = api.list_jobs(kind_name, status, limit)
+            page = api.list_jobs(kind_name, status, limit, campaign_id=campaign, client_id=client)
             items, cursor = page["jobs"], page["next_cursor"]
     if as_json:
         render.print_json({"jobs": items, "next_cursor": cursor})

@@ -12,6 +12,7 @@ from client.cli import app
 from shared.db import Database
 from shared.webhooks import delivery
 from tests.conftest import Caller, debit_job
+from tests.teams_support import campaign, generate, video_body
 from tests.test_cli import _json, i2v
 from tests.webhook_support import receiving
 
@@ -75,3 +76,19 @@ def test_webhook_endpoints_from_the_command_line(caller: Caller, stack: str, db:
         (listed,) = _json(i2v(caller, stack, "webhooks", "list", "--json"))["endpoints"]
         assert listed["id"] == added["id"] and listed["health"]["last_delivered_at"] is not None
         assert "active" in wide(caller, stack, "webhooks", "list").output
+
+
+def test_jobs_of_one_campaign_or_client(caller: Caller, stack: str) -> None:
+    """``i2v jobs --campaign ID`` and ``--client ID`` (with or without --all) list only that campaign's or client's
+    jobs."""
+    caller.grant(5)
+    camp = campaign(caller)
+    inside = generate(caller.http, video_body(caller, campaign_id=camp["id"])).json()["job_id"]
+    generate(caller.http, video_body(caller))  # outside any campaign
+    for args in (
+        ("--campaign", camp["id"]),
+        ("--client", camp["client_id"]),
+        ("--campaign", camp["id"], "--all"),
+    ):
+        listed = _json(i2v(caller, stack, "jobs", *args, "--json"))["jobs"]
+        assert [j["job_id"] for j in listed] == [inside], args
