@@ -13,7 +13,7 @@ from client.cli_common import DEFAULT_API_URL, ApiUrl, AsJson, Token, api_sessio
 
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 webhooks_app = typer.Typer(
-    help="Webhook endpoints: add (secret shown once), list with health, disable, enable; the delivery log.",
+    help="Webhook endpoints: add (secret shown once), list with health, test, disable, enable; the delivery log.",
     no_args_is_help=True,
 )
 
@@ -172,6 +172,17 @@ def webhooks_enable(
 ) -> None:
     """Send to a disabled endpoint again, from the next event on; prints it as JSON."""
     _post_one(api_url, token, "enable-webhook-endpoint", endpoint_id=endpoint_id)
+
+
+@webhooks_app.command("test")
+def webhooks_test(
+    endpoint_id: Annotated[str, typer.Argument(help="The endpoint's id (i2v webhooks list).")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    token: Token = None,
+) -> None:
+    """Send an endpoint a signed webhook.test event now (to check the receiver and its secret); prints the
+    delivery as JSON (i2v webhooks deliveries shows how it went)."""
+    _post_one(api_url, token, "send-test-webhook", endpoint_id=endpoint_id)
 
 
 @webhooks_app.command("deliveries")

@@ -139,7 +139,7 @@ begin
     'list_campaigns', 'list_clients', 'list_videos', 'list_webhook_deliveries', 'list_webhook_endpoints',
     'mark_processing', 'mark_submit_unknown', 'mark_submitted', 'operator_overview', 'purchase_mismatches',
     'purge_idempotency_keys', 'purge_rate_limits', 'purge_stripe_events', 'purge_webhook_deliveries',
-    'put_provider_upload', 'rate_limit_check', 'rate_limit_take', 'reconcile_candidates', 'record_checkout',
+    'put_provider_upload', 'queue_test_webhook', 'rate_limit_check', 'rate_limit_take', 'reconcile_candidates', 'record_checkout',
     'record_provider_result', 'record_provider_status', 'record_webhook_attempt', 'redeem_app_store_transaction',
     'redeliver_webhook', 'release_checkout', 'release_engine_job', 'release_mirror', 'revoke_api_key',
     'set_job_progress', 'start_generation', 'touch_updated_at', 'unfinished_jobs', 'update_campaign',

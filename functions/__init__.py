@@ -52,6 +52,7 @@ HTTP_FUNCTIONS: tuple[str, ...] = (
     "list_webhook_endpoints",
     "delete_webhook_endpoint",
     "enable_webhook_endpoint",
+    "send_test_webhook",
     "get_webhook_secret",
     "list_webhook_deliveries",
     "redeliver_webhook",

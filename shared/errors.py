@@ -242,6 +242,13 @@ class Archived(I2VError):
     code = "archived"
 
 
+class EndpointDisabled(I2VError):
+    """The webhook endpoint is disabled: enable it first."""
+
+    status = 409
+    code = "endpoint_disabled"
+
+
 class PayloadTooLarge(I2VError):
     """The content is larger than allowed."""
 

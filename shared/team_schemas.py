@@ -235,6 +235,13 @@ class EnableWebhookEndpointRequest(BaseModel):
     endpoint_id: UUID
 
 
+class SendTestWebhookRequest(BaseModel):
+    """Body of POST send-test-webhook."""
+
+    model_config = ConfigDict(extra="forbid")
+    endpoint_id: UUID
+
+
 class WebhookSecret(BaseModel):
     """The secret that signs deliveries to generate requests' own ``webhook_url``."""
 

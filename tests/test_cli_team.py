@@ -55,7 +55,8 @@ def test_an_unknown_scope_is_refused_with_the_allowed_ones(caller: Caller, stack
 
 
 def test_webhook_endpoints_from_the_command_line(caller: Caller, stack: str, db: Database) -> None:
-    """``i2v webhooks add`` prints the secret that verifies deliveries; ``deliveries`` shows one delivered,
+    """``i2v webhooks add`` prints the secret that verifies deliveries; ``test`` queues a webhook.test event;
+    ``deliveries`` shows one delivered,
     ``redeliver`` queues it again; ``disable`` and ``enable`` change the state ``list`` shows."""
     caller.grant(10)
     with receiving() as receiver:
@@ -66,6 +67,8 @@ def test_webhook_endpoints_from_the_command_line(caller: Caller, stack: str, db:
         delivery.deliver_due()
         ((headers, body),) = receiver.received
         assert Webhook(added["secret"]).verify(body, headers)["data"]["job_id"] == str(job)
+        tested = _json(i2v(caller, stack, "webhooks", "test", added["id"]))
+        assert tested["event_type"] == "webhook.test" and tested["state"] == "pending"
         (sent,) = _json(i2v(caller, stack, "webhooks", "deliveries", "--job", str(job)))["deliveries"]
         assert sent["state"] == "delivered"
         assert _json(i2v(caller, stack, "webhooks", "redeliver", sent["id"]))["state"] == "pending"

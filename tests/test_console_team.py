@@ -152,7 +152,8 @@ def test_webhook_endpoints_are_added_watched_disabled_and_enabled(
     browser: Any, stack: str, db: Database, tmp_path: Path
 ) -> None:
     """The Webhooks page adds an endpoint and shows its secret once (deliveries verify with it), shows a failing
-    endpoint and its error, sends a delivery again, and disables (asking twice) and enables the endpoint."""
+    endpoint and its error, sends a delivery again and a test event, and disables (asking twice) and enables the
+    endpoint."""
     user = uuid.uuid4()
     credits.grant(user, 10, "console test")
     sign_in(browser, stack, user)
@@ -194,6 +195,11 @@ def test_webhook_endpoints_are_added_watched_disabled_and_enabled(
         for headers, body in receiver.received:
             assert Webhook(secret).verify(body, headers)["type"] == "job.canceled"
 
+        by(browser, f"{endpoint} [data-action=test]").click()
+        until(browser, lambda d: "webhook.test" in text_of(d, sent), "the test event queued")
+        delivery.deliver_due()
+        tested = Webhook(secret).verify(receiver.received[-1][1], receiver.received[-1][0])
+        assert tested["type"] == "webhook.test"
         _press_twice(browser, f"{endpoint} [data-action=disable]")
         until(browser, lambda d: "disabled by you" in text_of(d, f"{endpoint} .endpoint-state"), "disabled")
         by(browser, f"{endpoint} [data-action=enable]").click()

@@ -445,3 +445,25 @@ def _record_while_deleting(caller: Caller, db: Database, delivery_id: str, endpo
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def test_a_test_event_checks_the_receiver_and_its_secret(
+    caller: Caller, other: Caller, db: Database, receiver: Receiver
+) -> None:
+    """send-test-webhook queues a signed webhook.test event naming the endpoint, whatever events it takes (202;
+    logged like any delivery); another user's endpoint is 404 and a disabled one 409, nothing queued."""
+    endpoint = _endpoint(caller, receiver.url, ["job.failed"])
+    ref = {"endpoint_id": endpoint["id"]}
+    end_pending_deliveries(db)
+    queued = caller.http.post("/functions/v1/send-test-webhook", json=ref)
+    assert queued.status_code == 202 and queued.json()["event_type"] == "webhook.test", queued.text
+    assert queued.json()["job_id"] is None and queued.json()["state"] == "pending"
+    delivery.deliver_due()
+    ((headers, body),) = receiver.received
+    event = Webhook(endpoint["secret"]).verify(body, headers)
+    assert event["type"] == "webhook.test" and event["data"] == {"endpoint_id": endpoint["id"]}
+    assert other.http.post("/functions/v1/send-test-webhook", json=ref).status_code == 404
+    caller.http.post("/functions/v1/delete-webhook-endpoint", json=ref)
+    refused = caller.http.post("/functions/v1/send-test-webhook", json=ref)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "endpoint_disabled"
+    assert delivery.deliver_due()["delivered"] == 0 and len(receiver.received) == 1

@@ -109,3 +109,16 @@ def redeliver(user: User, delivery_id: UUID) -> WebhookDelivery:
     if record is None:
         raise errors.WebhookNotFound(f"No webhook delivery {delivery_id} for this user.", field="delivery_id")
     return WebhookDelivery.model_validate(record)
+
+
+def send_test(user: User, endpoint_id: UUID) -> WebhookDelivery:
+    """Queue a ``webhook.test`` event for one of the user's enabled endpoints (to check its receiver and secret)."""
+    queued = get_db().call("queue_test_webhook", user=user.id, endpoint=endpoint_id)
+    if queued is None:
+        raise errors.WebhookNotFound(f"No webhook endpoint {endpoint_id} for this user.", field="endpoint_id")
+    if queued.get("refused"):
+        raise errors.EndpointDisabled(
+            "The endpoint is disabled: enable it (enable-webhook-endpoint) to send it a test event.",
+            field="endpoint_id",
+        )
+    return WebhookDelivery.model_validate(queued["delivery"])

@@ -274,6 +274,31 @@ begin
   return webhook_delivery_record(d);
 end $$;
 
+-- A test event for one of a user's endpoints, queued now ({"type": "webhook.test", "data": {"endpoint_id"}}, no
+-- job, whatever events the endpoint takes): {"delivery": its record}, {"refused": "disabled"} for a disabled
+-- endpoint, or null when the user has no such endpoint.
+create or replace function queue_test_webhook(p_user uuid, p_endpoint uuid) returns jsonb
+language plpgsql as $$
+declare
+  e webhook_endpoints%rowtype;
+  d webhook_deliveries%rowtype;
+begin
+  select * into e from webhook_endpoints where id = p_endpoint and user_id = p_user;
+  if not found then
+    return null;
+  elsif e.disabled_at is not null then
+    return jsonb_build_object('refused', 'disabled');
+  end if;
+  insert into webhook_deliveries (user_id, endpoint_id, url, event_type, payload)
+  values (p_user, e.id, e.url, 'webhook.test',
+          jsonb_build_object('type', 'webhook.test',
+                             'timestamp', to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                             'data', jsonb_build_object('endpoint_id', e.id))::text)
+  returning * into d;
+  perform pg_notify('i2v_webhooks', '');
+  return jsonb_build_object('delivery', webhook_delivery_record(d));
+end $$;
+
 -- Seconds until the earliest pending delivery is due (0: one is due now); null when none is pending. A sender
 -- sleeps this long unless woken on the i2v_webhooks channel.
 create or replace function webhook_due_in_s() returns double precision

@@ -58,6 +58,8 @@ export async function render(main, { api }) {
     const toggle = e.disabled_at
       ? h("button", { type: "button", class: "secondary", "data-action": "enable", onclick: () => act("Enabling the endpoint", () => api.post("enable-webhook-endpoint", { endpoint_id: e.id })) }, "Enable")
       : confirmButton("Disable", "Really disable?", () => act("Disabling the endpoint", () => api.post("delete-webhook-endpoint", { endpoint_id: e.id })), { "data-action": "disable" });
+    const test = e.disabled_at ? null
+      : h("button", { type: "button", class: "secondary", "data-action": "test", onclick: () => act("Sending a test event", () => api.post("send-test-webhook", { endpoint_id: e.id })) }, "Send a test event");
     const lastError = e.health.last_error;
     return h("tr", { "data-endpoint-id": e.id },
       h("td", { "data-label": "URL", class: "mono" }, e.url, h("div", { class: "hint" }, `secret ${e.secret_prefix}…`)),
@@ -65,7 +67,7 @@ export async function render(main, { api }) {
       h("td", { "data-label": "State", class: `endpoint-state ${e.disabled_at || e.failing_since ? "state-bad" : "state-ok"}` }, endpointState(e)),
       h("td", { "data-label": "Health", class: "endpoint-health" }, healthText(e.health),
         lastError ? h("div", { class: "state-bad" }, `Last error: ${lastError.status ? `HTTP ${lastError.status}` : lastError.error || "failed"}${lastError.at ? ` at ${when(lastError.at)}` : ""}`) : null),
-      h("td", { "data-label": "Actions" }, toggle));
+      h("td", { "data-label": "Actions" }, h("div", { class: "actions" }, test, toggle)));
   }
 
   function deliveryRow(d) {
