@@ -177,6 +177,29 @@ class I2VTools:
         with _tool_errors():
             return self.api.list_jobs(kind, status, max(1, min(limit, 200)), cursor)
 
+    def list_campaigns(self, include_archived: bool = False) -> dict[str, Any]:
+        """Your clients' campaigns (active ones unless include_archived), newest first, each with its client's
+        name and what is left of its budget (null: no limit): pass a campaign_id to quote_video, generate_video
+        or the image tools to bill a job to it."""
+        with _tool_errors():
+            clients = {c["id"]: c["name"] for c in self.api.team_call("GET", "list-clients")["clients"]}
+            params = None if include_archived else {"archived": "false"}
+            campaigns = self.api.team_call("GET", "list-campaigns", params=params)["campaigns"]
+        return {
+            "campaigns": [
+                {
+                    "campaign_id": c["id"],
+                    "name": c["name"],
+                    "client_id": c["client_id"],
+                    "client": clients.get(c["client_id"]),
+                    "budget_credits": c["budget_credits"],
+                    "budget_remaining": c["budget_remaining"],
+                    "archived": c["archived"],
+                }
+                for c in campaigns
+            ]
+        }
+
     def get_video_status(self, job_id: str) -> dict[str, Any]:
         """The job's status, progress, error and (once completed) video and thumbnail URLs."""
         with _tool_errors():
@@ -391,6 +414,7 @@ def build_server(api: I2VClient) -> MCPServer[Any]:
         tools.quote_image,
         tools.generate_image,
         tools.list_jobs,
+        tools.list_campaigns,
         tools.get_video_status,
         tools.wait_for_video,
         tools.cancel_video,

@@ -12,6 +12,7 @@ from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
 from tests.conftest import EXAMPLES, Caller
+from tests.teams_support import campaign
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -63,6 +64,7 @@ def test_lists_the_tools(caller: Caller, stack: str) -> None:
         "quote_image",
         "generate_image",
         "list_jobs",
+        "list_campaigns",
         "get_video_status",
         "wait_for_video",
         "cancel_video",
@@ -277,3 +279,24 @@ def test_list_jobs_finds_earlier_videos_and_images(caller: Caller, stack: str) -
     assert [j["kind"] for j in both["jobs"]] == ["image", "video"]
     assert [j["job_id"] for j in images["jobs"]] == [image["job_id"]]
     assert wrong.is_error
+
+
+def test_list_campaigns_gives_the_ids_to_bill_a_job_to(caller: Caller, stack: str) -> None:
+    """list_campaigns names each active campaign with its client and budget left (archived ones on request), so
+    an agent can pass its campaign_id to quote_video."""
+    caller.grant(5)
+    active = campaign(caller, budget=4, name="spring")
+    old = campaign(caller, name="winter")
+    caller.http.post("/functions/v1/update-campaign", json={"campaign_id": old["id"], "archived": True})
+
+    async def scenario(client: Client) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        listed = _data(await client.call_tool("list_campaigns", {}))
+        every = _data(await client.call_tool("list_campaigns", {"include_archived": True}))
+        quote = _data(await client.call_tool("quote_video", {**ARGS, "campaign_id": active["id"]}))
+        return listed, every, quote
+
+    listed, every, quote = with_server(caller, stack, scenario)
+    (only,) = listed["campaigns"]
+    assert only["campaign_id"] == active["id"] and only["client"] == "Acme" and only["budget_remaining"] == 4
+    assert {c["campaign_id"] for c in every["campaigns"]} == {active["id"], old["id"]}
+    assert quote["campaign_budget_remaining"] == 4
