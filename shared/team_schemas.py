@@ -221,25 +221,23 @@ class WebhookEndpointList(BaseModel):
     endpoints: list[WebhookEndpoint]
 
 
-class DeleteWebhookEndpointRequest(BaseModel):
+class WebhookEndpointRef(BaseModel):
+    """A body naming one of the caller's webhook endpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+    endpoint_id: UUID
+
+
+class DeleteWebhookEndpointRequest(WebhookEndpointRef):
     """Body of POST delete-webhook-endpoint."""
 
-    model_config = ConfigDict(extra="forbid")
-    endpoint_id: UUID
 
-
-class EnableWebhookEndpointRequest(BaseModel):
+class EnableWebhookEndpointRequest(WebhookEndpointRef):
     """Body of POST enable-webhook-endpoint."""
 
-    model_config = ConfigDict(extra="forbid")
-    endpoint_id: UUID
 
-
-class SendTestWebhookRequest(BaseModel):
+class SendTestWebhookRequest(WebhookEndpointRef):
     """Body of POST send-test-webhook."""
-
-    model_config = ConfigDict(extra="forbid")
-    endpoint_id: UUID
 
 
 class WebhookSecret(BaseModel):
