@@ -123,28 +123,30 @@ begin
       from pg_proc p
      where p.pronamespace = current_schema()::regnamespace
        and p.proname = any (array[
-    '_app_store_observe', '_app_store_revocation', '_app_store_settle', '_app_store_transaction', '_app_store_view',
-    '_credit_purchase', '_job_status_for_update', '_money', '_ms_timestamp', '_purchase_for_session',
-    '_purchase_transition', '_record_charge_refund', '_refund_job', '_settle_purchase_refunds', 'add_last_frame',
-    'advance_to_video', 'api_key_record', 'api_key_usable', 'apply_app_store_notification', 'apply_stripe_event',
-    'authenticate_api_key', 'begin_checkout', 'begin_engine_completion', 'begin_upload', 'campaign_record',
-    'campaign_spend_mismatches', 'cancel_job', 'claim_engine_job', 'claim_mirror', 'claim_submit',
-    'claim_webhook_deliveries', 'claimable_engine_jobs', 'client_record', 'complete_image_job', 'complete_job',
-    'create_api_key', 'create_campaign', 'create_client', 'create_webhook_endpoint', 'credit_ledger_apply',
-    'credit_ledger_campaign', 'credit_ledger_immutable', 'credit_ledger_recover_debt', 'disable_webhook_endpoint',
-    'enable_webhook_endpoint', 'engine_progress', 'ensure_account', 'ensure_webhook_secret', 'fail_job', 'find_job_by_request',
+    '_app_store_observe', '_app_store_revocation', '_app_store_settle', '_app_store_transaction',
+    '_app_store_view', '_credit_purchase', '_job_status_for_update', '_money', '_ms_timestamp',
+    '_purchase_for_session', '_purchase_transition', '_record_charge_refund', '_refund_job',
+    '_settle_purchase_refunds', 'add_last_frame', 'advance_to_video', 'api_key_record', 'api_key_usable',
+    'apply_app_store_notification', 'apply_stripe_event', 'authenticate_api_key', 'begin_checkout',
+    'begin_engine_completion', 'begin_upload', 'campaign_record', 'campaign_spend_mismatches', 'cancel_job',
+    'claim_engine_job', 'claim_mirror', 'claim_submit', 'claim_webhook_deliveries', 'claimable_engine_jobs',
+    'client_record', 'complete_image_job', 'complete_job', 'create_api_key', 'create_campaign', 'create_client',
+    'create_webhook_endpoint', 'credit_ledger_apply', 'credit_ledger_campaign', 'credit_ledger_immutable',
+    'credit_ledger_recover_debt', 'disable_webhook_endpoint', 'enable_webhook_endpoint', 'engine_progress',
+    'ensure_account', 'ensure_webhook_secret', 'fail_job', 'find_campaign', 'find_job_by_request',
     'get_app_store_transaction', 'get_campaign', 'get_client', 'get_credits', 'get_image', 'get_job',
     'get_last_frame', 'get_provider_upload', 'get_purchase', 'get_upload', 'grant_credits', 'job_counts',
     'job_event_payload', 'job_for_provider', 'job_record', 'job_spend', 'ledger_mismatches', 'list_api_keys',
     'list_campaigns', 'list_clients', 'list_videos', 'list_webhook_deliveries', 'list_webhook_endpoints',
     'mark_processing', 'mark_submit_unknown', 'mark_submitted', 'operator_overview', 'purchase_mismatches',
     'purge_idempotency_keys', 'purge_rate_limits', 'purge_stripe_events', 'purge_webhook_deliveries',
-    'put_provider_upload', 'queue_test_webhook', 'rate_limit_check', 'rate_limit_take', 'reconcile_candidates', 'record_checkout',
-    'record_provider_result', 'record_provider_status', 'record_webhook_attempt', 'redeem_app_store_transaction',
-    'redeliver_webhook', 'release_checkout', 'release_engine_job', 'release_mirror', 'revoke_api_key',
-    'set_job_progress', 'start_generation', 'touch_updated_at', 'unfinished_jobs', 'update_campaign',
-    'update_client', 'uploads_immutable', 'upsert_model', 'verify_upload', 'video_jobs_log_event',
-    'video_jobs_queue_webhooks', 'webhook_delivery_record', 'webhook_due_in_s', 'webhook_endpoint_record'
+    'put_provider_upload', 'queue_test_webhook', 'rate_limit_check', 'rate_limit_take', 'reconcile_candidates',
+    'record_checkout', 'record_provider_result', 'record_provider_status', 'record_webhook_attempt',
+    'redeem_app_store_transaction', 'redeliver_webhook', 'release_checkout', 'release_engine_job',
+    'release_mirror', 'revoke_api_key', 'set_job_progress', 'start_generation', 'touch_updated_at',
+    'unfinished_jobs', 'update_campaign', 'update_client', 'uploads_immutable', 'upsert_model', 'verify_upload',
+    'video_jobs_log_event', 'video_jobs_queue_webhooks', 'webhook_delivery_record', 'webhook_due_in_s',
+    'webhook_endpoint_record'
        ])
   loop
     execute format('revoke execute on function %s from public, anon, authenticated', f);

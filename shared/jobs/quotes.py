@@ -46,7 +46,7 @@ def _budget_left(user: User, campaign_id: UUID) -> int | None:
     """What is left of a campaign's budget (None: it has no budget)."""
     from shared.teams import campaigns
 
-    campaign = campaigns.get_campaign(user, campaign_id)
+    campaign = campaigns.find_campaign(user, campaign_id)
     if campaign.archived:
         raise refusals.campaign_archived()
     return campaign.budget_remaining

@@ -90,6 +90,14 @@ def list_campaigns(user: User, client_id: UUID | None, archived: bool | None) ->
     return CampaignList(campaigns=[Campaign.model_validate(r) for r in records])
 
 
+def find_campaign(user: User, campaign_id: UUID) -> Campaign:
+    """One of the user's campaigns with its budget and what it has spent (no ledger read: a quote's check)."""
+    record = get_db().call("find_campaign", user=user.id, campaign=campaign_id)
+    if record is None:
+        raise _no_campaign(campaign_id)
+    return Campaign.model_validate(record)
+
+
 def get_campaign(user: User, campaign_id: UUID) -> CampaignDetail:
     """One of the user's campaigns with its spend (from the ledger)."""
     record = get_db().call("get_campaign", user=user.id, campaign=campaign_id)

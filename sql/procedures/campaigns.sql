@@ -139,6 +139,12 @@ language sql stable as $$
 $$;
 
 -- One of a user's campaigns with its spend; null when there is no such campaign.
+-- One of a user's campaigns as listed (its budget and cached spend, no ledger read); null when there is none.
+create or replace function find_campaign(p_user uuid, p_campaign uuid) returns jsonb
+language sql stable as $$
+  select campaign_record(c) from campaigns c where c.id = p_campaign and c.user_id = p_user;
+$$;
+
 create or replace function get_campaign(p_user uuid, p_campaign uuid) returns jsonb
 language sql stable as $$
   select campaign_record(c) || jsonb_build_object(
