@@ -55,6 +55,15 @@ def choose(spec: ModelSpec, settings: dict[str, Any]) -> Routing:
     raise errors.ModelUnavailable(f"{spec.slug} is not available: {reasons}", model=spec.slug)
 
 
+def text_only_route(spec: ModelSpec, settings: dict[str, Any]) -> Route | None:
+    """The first route of ``spec`` that makes a video from the prompt alone (catalog ``text_only``) and can take
+    these resolved settings now; None when none can (the start image is then made first)."""
+    for route in spec.routes:
+        if route.text_only and route_problem(route) is None and route.serves(settings):
+            return route
+    return None
+
+
 def current_route(spec: ModelSpec) -> Route | None:
     """The route a request with the model's default settings would take now (None when none can)."""
     for route in spec.routes:

@@ -185,7 +185,7 @@ def _prepare_from_prompt(
         raise errors.InvalidField(
             "settings.image_model", f"No image model is called {image_model!r}.", allowed=image_models
         )
-    direct = None if image_model is not None else _text_only_route(spec, resolved)
+    direct = None if image_model is not None else routing.text_only_route(spec, resolved)
     if direct is not None:  # the model's own text-to-video: no start image to make
         return Prepared(spec, direct, get_provider(direct.provider), resolved, price(direct, resolved), None)
     image_spec = find_model(image_model or spec.image_model)
@@ -258,14 +258,6 @@ def last_frame_url(user: User, video_id: UUID) -> str:
     if not found.get("key"):
         raise errors.InvalidTransition("No last frame was kept for that video.", field="video_id")
     return get_storage().ref_url(str(found["key"]))
-
-
-def _text_only_route(spec: ModelSpec, resolved: dict[str, Any]) -> Route | None:
-    """The first route of ``spec`` that makes a video from the prompt alone and can take these settings now."""
-    for route in spec.routes:
-        if route.text_only and routing.route_problem(route) is None and route.serves(resolved):
-            return route
-    return None
 
 
 def _verified_upload(user: User, sha: str) -> None:

@@ -61,8 +61,12 @@ def enable_endpoint(user: User, endpoint_id: UUID) -> WebhookEndpoint:
 
 def _endpoint_or_404(record: dict[str, object] | None, endpoint_id: UUID) -> WebhookEndpoint:
     if record is None:
-        raise errors.WebhookNotFound(f"No webhook endpoint {endpoint_id} for this user.", field="endpoint_id")
+        raise _no_endpoint(endpoint_id)
     return WebhookEndpoint.model_validate(record)
+
+
+def _no_endpoint(endpoint_id: UUID) -> errors.WebhookNotFound:
+    return errors.WebhookNotFound(f"No webhook endpoint {endpoint_id} for this user.", field="endpoint_id")
 
 
 def request_secret(user: User) -> WebhookSecret:
@@ -115,7 +119,7 @@ def send_test(user: User, endpoint_id: UUID) -> WebhookDelivery:
     """Queue a ``webhook.test`` event for one of the user's enabled endpoints (to check its receiver and secret)."""
     queued = get_db().call("queue_test_webhook", user=user.id, endpoint=endpoint_id)
     if queued is None:
-        raise errors.WebhookNotFound(f"No webhook endpoint {endpoint_id} for this user.", field="endpoint_id")
+        raise _no_endpoint(endpoint_id)
     if queued.get("refused"):
         raise errors.EndpointDisabled(
             "The endpoint is disabled: enable it (enable-webhook-endpoint) to send it a test event.",
